@@ -1,0 +1,495 @@
+package attribution
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Metric names the processor counts.
+const (
+	MetricObservations     = "ObservationsProcessed"
+	MetricDuplicates       = "Duplicates"
+	MetricAmendments       = "Amendments"
+	MetricTransitions      = "Transitions"
+	MetricSuspicions       = "MultiActorSuspected"
+	MetricVersionConflicts = "VersionConflicts"
+	MetricRejected         = "RejectedMessages"
+	MetricPublishFailures  = "PublishFailures"
+)
+
+// Metrics counts what the processor does.
+type Metrics interface {
+	Add(name string, n int)
+}
+
+// Message is one queued message.
+type Message struct {
+	ID   string
+	Body []byte
+}
+
+// Processor turns observation messages into state, transitions and events.
+// It is the whole worker, behind the Store, Identities and Publisher ports.
+type Processor struct {
+	Store      Store
+	Identities Identities
+	Publisher  Publisher
+	Registry   Registry
+	Thresholds Thresholds
+	Logger     *slog.Logger
+	Metrics    Metrics
+
+	// FullRecompute reads the whole series for every observation, as the
+	// reference worker does; it exists to measure that design.
+	FullRecompute bool
+	// MaxConflicts bounds the retries of a unit after version conflicts.
+	MaxConflicts int
+	// Concurrency bounds the identities processed at once.
+	Concurrency int
+	// Sleep waits between conflict retries (injectable for tests).
+	Sleep func(context.Context, time.Duration)
+
+	cache cache
+}
+
+// item is one valid message on its way through the processor.
+type item struct {
+	index     int
+	obs       Observation
+	key       SeriesKey
+	duplicate bool
+	replaces  string // fingerprint of the stored observation this amends
+}
+
+// Process handles a batch. It returns one error per message, nil for a
+// message that is done. A message whose error has code EINVALID will never
+// succeed; any other error is worth retrying.
+func (p *Processor) Process(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	var items []*item
+	for i, m := range msgs {
+		obs, err := DecodeMessage(m.Body)
+		if err == nil {
+			err = obs.Validate(p.Registry.Kind(obs.Primitive))
+		}
+		if err != nil {
+			errs[i] = err
+			p.count(MetricRejected, 1)
+			continue
+		}
+		items = append(items, &item{index: i, obs: obs})
+	}
+	units := make(map[string][]*item)
+	var order []string
+	for _, it := range items {
+		identity, err := p.identity(ctx, it.obs.AttackerUUID)
+		if err != nil {
+			errs[it.index] = err
+			continue
+		}
+		it.key = SeriesKey{IdentityUUID: identity, Primitive: it.obs.Primitive}
+		if _, seen := units[identity]; !seen {
+			order = append(order, identity)
+		}
+		units[identity] = append(units[identity], it)
+	}
+	limit := make(chan struct{}, max(1, p.Concurrency))
+	var wg sync.WaitGroup
+	for _, identity := range order {
+		limit <- struct{}{}
+		wg.Add(1)
+		go func(identity string, unit []*item) {
+			defer func() { <-limit; wg.Done() }()
+			p.processUnit(ctx, identity, unit, errs)
+		}(identity, units[identity])
+	}
+	wg.Wait()
+	return errs
+}
+
+func (p *Processor) identity(ctx context.Context, attacker string) (string, error) {
+	if id, ok := p.cache.attacker(attacker); ok {
+		return id, nil
+	}
+	id, err := p.Identities.Identity(ctx, attacker, StubIdentityID(attacker))
+	if err != nil {
+		return "", fmt.Errorf("resolve identity of attacker %s: %w", attacker, err)
+	}
+	p.cache.putAttacker(attacker, id)
+	return id, nil
+}
+
+// processUnit applies the observations of one identity in batch order,
+// committing them in as few atomic writes as the store allows, then
+// publishes what the outboxes of the touched series hold.
+func (p *Processor) processUnit(ctx context.Context, identity string, unit []*item, errs []error) {
+	pending := unit
+	var touched []SeriesKey
+	seen := make(map[SeriesKey]bool)
+	touch := func(k SeriesKey) {
+		if !seen[k] {
+			seen[k] = true
+			touched = append(touched, k)
+		}
+	}
+	conflicts, resolutions := 0, 0
+	fail := func(items []*item, err error) {
+		for _, it := range items {
+			errs[it.index] = err
+		}
+	}
+	for len(pending) > 0 {
+		pl, err := p.plan(ctx, identity, pending)
+		if err != nil {
+			fail(pending, err)
+			break
+		}
+		for _, it := range pending[:pl.consumed] {
+			touch(it.key)
+		}
+		if len(pl.commit.Observations) == 0 {
+			pending = pending[pl.consumed:] // duplicates only
+			continue
+		}
+		err = p.Store.Commit(ctx, pl.commit)
+		var exists *ObservationExistsError
+		switch {
+		case err == nil:
+			p.cache.putCommitted(pl.commit)
+			p.count(MetricObservations, len(pl.commit.Observations))
+			pending = pending[pl.consumed:]
+		case errors.As(err, &exists) && exists.Index < len(pl.writes):
+			resolutions++
+			if resolutions > 2*len(unit)+2 {
+				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
+				return
+			}
+			it := pl.writes[exists.Index]
+			if exists.Existing.Fingerprint() == it.obs.Fingerprint() {
+				it.duplicate = true
+				p.count(MetricDuplicates, 1)
+			} else {
+				it.replaces = exists.Existing.Fingerprint()
+				p.count(MetricAmendments, 1)
+			}
+		case errors.Is(err, ErrVersionConflict):
+			conflicts++
+			p.count(MetricVersionConflicts, 1)
+			p.cache.forget(pl.commit)
+			if conflicts > p.maxConflicts() {
+				fail(pending, fmt.Errorf("gave up after %d version conflicts: %w", conflicts, err))
+				return
+			}
+			p.sleep(ctx, backoff(conflicts))
+		default:
+			fail(pending, err)
+			return
+		}
+	}
+	p.publish(ctx, identity, touched, unit, errs)
+}
+
+func (p *Processor) maxConflicts() int {
+	if p.MaxConflicts > 0 {
+		return p.MaxConflicts
+	}
+	return 8
+}
+
+// backoff is exponential with full jitter, capped at one second.
+func backoff(attempt int) time.Duration {
+	ceiling := min(time.Second, (10*time.Millisecond)<<min(attempt, 10))
+	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+}
+
+func (p *Processor) sleep(ctx context.Context, d time.Duration) {
+	if p.Sleep != nil {
+		p.Sleep(ctx, d)
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// plan is the next atomic write of a unit.
+type plan struct {
+	consumed int     // items of pending it covers (written or duplicates)
+	commit   *Commit //
+	writes   []*item // the item behind each commit.Observations entry
+}
+
+// plan applies pending items, in order, to fresh copies of their records
+// until the commit is full or an item needs a committed predecessor.
+func (p *Processor) plan(ctx context.Context, identity string, pending []*item) (*plan, error) {
+	primitives := make([]string, 0, len(pending))
+	for _, it := range pending {
+		primitives = append(primitives, it.key.Primitive)
+	}
+	records, err := p.loadRecords(ctx, identity, primitives)
+	if err != nil {
+		return nil, err
+	}
+	pl := &plan{commit: &Commit{}}
+	var ident *IdentityRecord
+	inCommit := make(map[SeriesKey]bool)
+	written := make(map[SeriesKey]map[string]bool)
+	full := make(map[SeriesKey]map[string]Point) // whole series, once read
+	planned := make(map[SeriesKey][]Point)       // points written by this commit
+	for i, it := range pending {
+		if it.duplicate {
+			pl.consumed = i + 1
+			continue
+		}
+		key, ref := it.key, it.obs.EvidenceRef
+		if written[key][ref] {
+			break // the same key twice: the second waits for the first
+		}
+		grow := 1
+		if !inCommit[key] {
+			grow++
+		}
+		if pl.commit.Items()+grow+1 > MaxCommitItems { // +1: room for the identity
+			break
+		}
+		rec := records[key.Primitive]
+		kind := p.Registry.Kind(key.Primitive)
+		point := it.obs.Point()
+		var state State
+		if it.replaces != "" || p.FullRecompute || !rec.Series.Compatible(kind, p.Thresholds) || full[key] != nil {
+			points, err := p.wholeSeries(ctx, key, full, planned[key])
+			if err != nil {
+				return nil, err
+			}
+			points[ref] = point
+			all := make([]Point, 0, len(points))
+			for _, pt := range points {
+				all = append(all, pt)
+			}
+			rec.Series = NewSeries(kind, all, p.Thresholds)
+			if rec.Series.Exact() {
+				state = rec.Series.State(p.Thresholds)
+			} else {
+				SortPoints(all)
+				state = Merge(kind, all, p.Thresholds)
+			}
+		} else {
+			rec.Series.Add(point)
+			state = rec.Series.State(p.Thresholds)
+		}
+		planned[key] = append(planned[key], point)
+		change, err := rec.Settle(state, it.obs.AttackerUUID)
+		if err != nil {
+			return nil, err
+		}
+		if change != nil {
+			p.count(MetricTransitions, 1)
+		}
+		if Touches(change) {
+			if ident == nil {
+				if ident, err = p.loadIdentity(ctx, identity); err != nil {
+					return nil, err
+				}
+			}
+			if s := ident.Flag(change, p.Thresholds); s != nil {
+				if err := rec.Enqueue(s); err != nil {
+					return nil, err
+				}
+				p.count(MetricSuspicions, 1)
+			}
+			pl.commit.Identity = ident
+		}
+		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: key, Observation: it.obs, Replaces: it.replaces})
+		pl.writes = append(pl.writes, it)
+		if !inCommit[key] {
+			inCommit[key] = true
+			pl.commit.Series = append(pl.commit.Series, rec)
+		}
+		if written[key] == nil {
+			written[key] = make(map[string]bool)
+		}
+		written[key][ref] = true
+		pl.consumed = i + 1
+	}
+	return pl, nil
+}
+
+// wholeSeries returns the series' points by evidence_ref: the stored ones,
+// read once per plan, with this plan's earlier points on top.
+func (p *Processor) wholeSeries(ctx context.Context, key SeriesKey, full map[SeriesKey]map[string]Point, planned []Point) (map[string]Point, error) {
+	if points := full[key]; points != nil {
+		return points, nil
+	}
+	stored, err := p.Store.LoadObservations(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("load series %s: %w", key, err)
+	}
+	points := make(map[string]Point, len(stored)+len(planned))
+	for _, o := range stored {
+		points[o.EvidenceRef] = o.Point()
+	}
+	for _, pt := range planned {
+		points[pt.Ref] = pt
+	}
+	full[key] = points
+	return points, nil
+}
+
+// loadRecords returns working copies of the records of primitives: from
+// the cache where it has them, else from the store, else new.
+func (p *Processor) loadRecords(ctx context.Context, identity string, primitives []string) (map[string]*SeriesRecord, error) {
+	out := make(map[string]*SeriesRecord, len(primitives))
+	var missing []string
+	for _, prim := range primitives {
+		if _, done := out[prim]; done {
+			continue
+		}
+		key := SeriesKey{IdentityUUID: identity, Primitive: prim}
+		if rec, ok := p.cache.series(key); ok {
+			out[prim] = rec
+			continue
+		}
+		out[prim] = nil
+		missing = append(missing, prim)
+	}
+	if len(missing) > 0 {
+		stored, err := p.Store.LoadSeries(ctx, identity, missing)
+		if err != nil {
+			return nil, fmt.Errorf("load records of identity %s: %w", identity, err)
+		}
+		for _, prim := range missing {
+			key := SeriesKey{IdentityUUID: identity, Primitive: prim}
+			rec := stored[prim]
+			if rec == nil {
+				rec = NewSeriesRecord(key, p.Registry.Kind(prim), p.Thresholds)
+			}
+			rec.Key = key
+			p.cache.putSeries(rec)
+			out[prim] = rec.Clone()
+		}
+	}
+	return out, nil
+}
+
+func (p *Processor) loadIdentity(ctx context.Context, identity string) (*IdentityRecord, error) {
+	if rec, ok := p.cache.identity(identity); ok {
+		return rec, nil
+	}
+	rec, err := p.Store.LoadIdentity(ctx, identity)
+	if err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", identity, err)
+	}
+	rec.IdentityUUID = identity
+	p.cache.putIdentity(rec)
+	return rec.Clone(), nil
+}
+
+// publish sends the pending outbox events of the touched series and
+// acknowledges what the bus accepted. Items whose series still hold
+// unpublished events fail, so that their redelivery publishes them.
+func (p *Processor) publish(ctx context.Context, identity string, touched []SeriesKey, unit []*item, errs []error) {
+	var events []Event
+	owner := make(map[string]SeriesKey)
+	var primitives []string
+	for _, k := range touched {
+		primitives = append(primitives, k.Primitive)
+	}
+	if len(primitives) == 0 {
+		return
+	}
+	records, err := p.loadRecords(ctx, identity, primitives)
+	if err != nil {
+		p.failKeys(unit, errs, nil, err)
+		return
+	}
+	for _, k := range touched {
+		for _, e := range records[k.Primitive].Pending() {
+			events = append(events, e)
+			owner[e.ID] = k
+		}
+	}
+	if len(events) == 0 {
+		return
+	}
+	err = p.Publisher.Publish(ctx, events)
+	unsent := make(map[string]bool) // event IDs to publish again
+	var perr *PublishError
+	switch {
+	case err == nil:
+	case errors.As(err, &perr):
+		for _, f := range perr.Failed {
+			p.count(MetricPublishFailures, 1)
+			if f.Retryable {
+				unsent[f.Event.ID] = true
+				continue
+			}
+			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it from the outbox",
+				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
+		}
+	default:
+		p.count(MetricPublishFailures, len(events))
+		for _, e := range events {
+			unsent[e.ID] = true
+		}
+	}
+	// Acknowledge, per series, the prefix of its events the bus took.
+	blocked := make(map[SeriesKey]bool)
+	acked := make(map[SeriesKey]int64)
+	for _, e := range events {
+		k := owner[e.ID]
+		if blocked[k] {
+			continue
+		}
+		if unsent[e.ID] {
+			blocked[k] = true
+			continue
+		}
+		acked[k] = e.Position
+	}
+	for _, k := range touched {
+		pos, ok := acked[k]
+		if !ok {
+			continue
+		}
+		if err := p.Store.Ack(ctx, k, pos); err != nil {
+			// Harmless: the events go out again, with the same IDs.
+			p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
+			continue
+		}
+		p.cache.ack(k, pos)
+	}
+	if len(blocked) > 0 {
+		p.failKeys(unit, errs, blocked, fmt.Errorf("publish events: %w", err))
+	}
+}
+
+// failKeys fails the items of the given series (all items when keys is nil)
+// that have no error yet.
+func (p *Processor) failKeys(unit []*item, errs []error, keys map[SeriesKey]bool, err error) {
+	for _, it := range unit {
+		if errs[it.index] == nil && (keys == nil || keys[it.key]) {
+			errs[it.index] = err
+		}
+	}
+}
+
+func (p *Processor) count(name string, n int) {
+	if p.Metrics != nil && n > 0 {
+		p.Metrics.Add(name, n)
+	}
+}
+
+func (p *Processor) logger() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}

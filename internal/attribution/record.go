@@ -1,0 +1,185 @@
+package attribution
+
+import (
+	"crypto/sha1"
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// SeriesKey names one (identity, primitive) series.
+type SeriesKey struct {
+	IdentityUUID string
+	Primitive    string
+}
+
+func (k SeriesKey) String() string { return k.IdentityUUID + "|" + k.Primitive }
+
+// SeriesRecord is everything persisted about one series besides its
+// observations: the incremental record, the current state, the transition
+// bookkeeping and the outbox of events not yet acknowledged by the bus.
+type SeriesRecord struct {
+	Key SeriesKey `json:"-"`
+	// Version is 0 for a record never stored; stores compare it on write.
+	Version int64  `json:"-"`
+	Series  Series `json:"series"`
+	// Current is nil until the first observation.
+	Current      *State  `json:"current,omitempty"`
+	LastChangeTS float64 `json:"last_change_ts"`
+	// Transitions counts state_changed events; it is the sequence of the last.
+	Transitions  int64  `json:"transitions"`
+	AttackerUUID string `json:"attacker_uuid"`
+	// Outbox holds events at positions above Published, in position order.
+	Outbox       []Event `json:"outbox,omitempty"`
+	NextPosition int64   `json:"next_position"`
+	Published    int64   `json:"-"` // stored apart so acks never conflict with writers
+}
+
+// NewSeriesRecord is the record of a series not seen before.
+func NewSeriesRecord(key SeriesKey, kind Kind, t Thresholds) *SeriesRecord {
+	return &SeriesRecord{Key: key, Series: EmptySeries(kind, t)}
+}
+
+// Clone returns a deep copy.
+func (r *SeriesRecord) Clone() *SeriesRecord {
+	c := *r
+	c.Series = r.Series.Clone()
+	if r.Current != nil {
+		cur := *r.Current
+		c.Current = &cur
+	}
+	c.Outbox = slices.Clone(r.Outbox)
+	return &c
+}
+
+// Pending returns the outbox events not yet acknowledged.
+func (r *SeriesRecord) Pending() []Event {
+	var out []Event
+	for _, e := range r.Outbox {
+		if e.Position > r.Published {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Settle records the new state after an observation by attacker and
+// returns the state_changed event if the state word changed (or there was
+// no state before). last_change_ts moves only on a transition: it is the
+// "stable since" of the current state.
+func (r *SeriesRecord) Settle(next State, attacker string) (*StateChanged, error) {
+	prior := r.Current
+	r.AttackerUUID = attacker
+	cur := next
+	r.Current = &cur
+	if prior != nil && prior.State == next.State {
+		return nil, nil
+	}
+	r.LastChangeTS = next.LastObservationTS
+	r.Transitions++
+	ev := &StateChanged{
+		EventID:          EventID(EventStateChanged, r.Key.String(), r.Transitions),
+		Sequence:         r.Transitions,
+		IdentityUUID:     r.Key.IdentityUUID,
+		AttackerUUID:     attacker,
+		Primitive:        r.Key.Primitive,
+		NewState:         next.State,
+		CurrentValue:     next.CurrentValue,
+		Confidence:       next.Confidence,
+		ObservationCount: next.ObservationCount,
+		TS:               next.LastObservationTS,
+	}
+	if prior != nil {
+		old := prior.State
+		ev.OldState = &old
+	}
+	return ev, r.enqueue(EventStateChanged, ev.EventID, ev)
+}
+
+// Enqueue adds a multi_actor_suspected event to this series' outbox, right
+// after the transition that caused it.
+func (r *SeriesRecord) Enqueue(ev *MultiActorSuspected) error {
+	return r.enqueue(EventMultiActorSuspected, ev.EventID, ev)
+}
+
+func (r *SeriesRecord) enqueue(detailType, id string, detail any) error {
+	b, err := json.Marshal(detail)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", detailType, id, err)
+	}
+	// Drop what the bus has acknowledged so the outbox stays short.
+	r.Outbox = r.Pending()
+	r.NextPosition++
+	r.Outbox = append(r.Outbox, Event{ID: id, DetailType: detailType, Position: r.NextPosition, Detail: b})
+	return nil
+}
+
+// IdentityRecord is the identity-level state of the cross-primitive
+// multi_actor_suspected rule: which primitives are in multi_actor now and
+// which set last raised the suspicion. Persisting it makes the dedupe
+// survive restarts.
+type IdentityRecord struct {
+	IdentityUUID string   `json:"-"`
+	Version      int64    `json:"-"`
+	Flagged      []string `json:"flagged,omitempty"`
+	// Fired is the flagged set when the suspicion was last raised; nil means
+	// armed (the set fell below the minimum since).
+	Fired      []string `json:"fired,omitempty"`
+	Suspicions int64    `json:"suspicions"`
+}
+
+// Clone returns a deep copy.
+func (r *IdentityRecord) Clone() *IdentityRecord {
+	c := *r
+	c.Flagged = slices.Clone(r.Flagged)
+	c.Fired = slices.Clone(r.Fired)
+	return &c
+}
+
+// Touches reports whether a transition between two state words can change
+// the identity's flagged set.
+func Touches(change *StateChanged) bool {
+	return change != nil && (change.NewState == StateMultiActor || change.OldState != nil && *change.OldState == StateMultiActor)
+}
+
+// Flag applies a transition of one primitive and returns the suspicion
+// event if the flagged set, at or above the minimum, differs from the one
+// that last fired. Below the minimum the rule re-arms.
+func (r *IdentityRecord) Flag(change *StateChanged, t Thresholds) *MultiActorSuspected {
+	i, found := slices.BinarySearch(r.Flagged, change.Primitive)
+	switch {
+	case change.NewState == StateMultiActor && !found:
+		r.Flagged = slices.Insert(r.Flagged, i, change.Primitive)
+	case change.NewState != StateMultiActor && found:
+		r.Flagged = slices.Delete(r.Flagged, i, i+1)
+	}
+	if len(r.Flagged) < t.MultiActorMinPrimitives {
+		r.Fired = nil
+		return nil
+	}
+	if slices.Equal(r.Flagged, r.Fired) {
+		return nil
+	}
+	r.Fired = slices.Clone(r.Flagged)
+	r.Suspicions++
+	id := EventID(EventMultiActorSuspected, r.IdentityUUID, r.Suspicions)
+	return &MultiActorSuspected{
+		EventID:         id,
+		Sequence:        r.Suspicions,
+		IdentityUUID:    r.IdentityUUID,
+		AttackerUUID:    change.AttackerUUID,
+		Primitives:      slices.Clone(r.Flagged),
+		EvidenceSummary: fmt.Sprintf("%d primitives flagged multi_actor", len(r.Flagged)),
+		Confidence:      t.MultiActorSuspectedScore,
+		TS:              change.TS,
+	}
+}
+
+// StubIdentityID is the identity a new attacker gets: derived from the
+// attacker, so every first sighting proposes the same one.
+func StubIdentityID(attackerUUID string) string {
+	sum := sha1.Sum([]byte("decnet-attribution/identity\x00" + attackerUUID))
+	sum[6] = (sum[6] & 0x0f) | 0x50 // version 5 layout
+	sum[8] = (sum[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16])
+}

@@ -1,0 +1,80 @@
+package attribution
+
+import (
+	"context"
+	"fmt"
+)
+
+// MaxCommitItems is how many items one Commit may write: DynamoDB's limit
+// on the actions of one transaction.
+const MaxCommitItems = 100
+
+// Identities resolves attackers to identities.
+type Identities interface {
+	// Identity returns the identity of attacker. On first sight it stores
+	// proposed; when concurrent first sightings race, every caller gets the
+	// identity stored first. The mapping never changes once stored.
+	Identity(ctx context.Context, attackerUUID, proposed string) (string, error)
+}
+
+// Store keeps observations, series records and identity records.
+type Store interface {
+	// LoadSeries returns the stored records of some primitives of one
+	// identity, keyed by primitive; a primitive with no record is absent.
+	LoadSeries(ctx context.Context, identityUUID string, primitives []string) (map[string]*SeriesRecord, error)
+	// LoadIdentity returns the identity record, or a new one (Version 0).
+	LoadIdentity(ctx context.Context, identityUUID string) (*IdentityRecord, error)
+	// LoadObservations returns every stored observation of a series, read
+	// consistently, in no particular order.
+	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)
+	// Commit writes all of c or nothing. It fails with an
+	// *ObservationExistsError when an observation's condition fails, and
+	// with an error wrapping ErrVersionConflict when a record's stored
+	// version is not the one read. Records are stored with Version+1.
+	Commit(ctx context.Context, c *Commit) error
+	// Ack records that the events of a series' outbox up to position were
+	// accepted by the bus. It never lowers the acknowledged position.
+	Ack(ctx context.Context, key SeriesKey, position int64) error
+}
+
+// Commit is one atomic write: new or replacing observations with the
+// records they change.
+type Commit struct {
+	Observations []ObservationWrite
+	// Series records carry the Version they were read at (0: new).
+	Series []*SeriesRecord
+	// Identity is set when the identity record changed.
+	Identity *IdentityRecord
+}
+
+// Items counts the items the commit writes.
+func (c *Commit) Items() int {
+	n := len(c.Observations) + len(c.Series)
+	if c.Identity != nil {
+		n++
+	}
+	return n
+}
+
+// ObservationWrite stores one observation of a series.
+type ObservationWrite struct {
+	Key         SeriesKey
+	Observation Observation
+	// Replaces is empty for a new observation, which must not be stored
+	// yet, or the fingerprint of the stored observation an amendment
+	// replaces, which must still be the stored one.
+	Replaces string
+}
+
+// ObservationExistsError reports that the observation at Index of a commit
+// was not written because the stored one (Existing) is not what the write
+// expected.
+type ObservationExistsError struct {
+	Index    int
+	Existing Observation
+}
+
+func (e *ObservationExistsError) Error() string {
+	return fmt.Sprintf("observation %d of the commit: stored observation %s of %s differs from the expected one",
+		e.Index, e.Existing.EvidenceRef, e.Existing.Primitive)
+}

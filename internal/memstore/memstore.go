@@ -1,0 +1,173 @@
+// Package memstore keeps observations, series records and identities in
+// memory, with the same conditional semantics as the DynamoDB store. The
+// replay command runs on it; tests use it as the reference store.
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"decnet-attribution/internal/attribution"
+)
+
+var (
+	_ attribution.Store      = (*Store)(nil)
+	_ attribution.Identities = (*Store)(nil)
+)
+
+// Store is an in-memory attribution.Store and attribution.Identities.
+type Store struct {
+	mu           sync.Mutex
+	attackers    map[string]string
+	observations map[attribution.SeriesKey]map[string]attribution.Observation
+	records      map[attribution.SeriesKey]*attribution.SeriesRecord
+	published    map[attribution.SeriesKey]int64
+	identities   map[string]*attribution.IdentityRecord
+}
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		attackers:    make(map[string]string),
+		observations: make(map[attribution.SeriesKey]map[string]attribution.Observation),
+		records:      make(map[attribution.SeriesKey]*attribution.SeriesRecord),
+		published:    make(map[attribution.SeriesKey]int64),
+		identities:   make(map[string]*attribution.IdentityRecord),
+	}
+}
+
+// Identity implements attribution.Identities.
+func (s *Store) Identity(_ context.Context, attacker, proposed string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id, ok := s.attackers[attacker]; ok {
+		return id, nil
+	}
+	s.attackers[attacker] = proposed
+	return proposed, nil
+}
+
+// LoadSeries implements attribution.Store.
+func (s *Store) LoadSeries(_ context.Context, identity string, primitives []string) (map[string]*attribution.SeriesRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*attribution.SeriesRecord)
+	for _, p := range primitives {
+		k := attribution.SeriesKey{IdentityUUID: identity, Primitive: p}
+		if r, ok := s.records[k]; ok {
+			c := r.Clone()
+			c.Published = s.published[k]
+			out[p] = c
+		}
+	}
+	return out, nil
+}
+
+// LoadIdentity implements attribution.Store.
+func (s *Store) LoadIdentity(_ context.Context, identity string) (*attribution.IdentityRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.identities[identity]; ok {
+		return r.Clone(), nil
+	}
+	return &attribution.IdentityRecord{IdentityUUID: identity}, nil
+}
+
+// LoadObservations implements attribution.Store.
+func (s *Store) LoadObservations(_ context.Context, key attribution.SeriesKey) ([]attribution.Observation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]attribution.Observation, 0, len(s.observations[key]))
+	for _, o := range s.observations[key] {
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Commit implements attribution.Store: all or nothing, checking every
+// condition before writing anything.
+func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, w := range c.Observations {
+		stored, exists := s.observations[w.Key][w.Observation.EvidenceRef]
+		switch {
+		case w.Replaces == "" && exists:
+			return &attribution.ObservationExistsError{Index: i, Existing: stored}
+		case w.Replaces != "" && (!exists || stored.Fingerprint() != w.Replaces):
+			if !exists {
+				return fmt.Errorf("amend %s: %w", w.Observation.EvidenceRef, attribution.ErrVersionConflict)
+			}
+			return &attribution.ObservationExistsError{Index: i, Existing: stored}
+		}
+	}
+	for _, r := range c.Series {
+		if s.version(r.Key) != r.Version {
+			return fmt.Errorf("series %s: %w", r.Key, attribution.ErrVersionConflict)
+		}
+	}
+	if c.Identity != nil {
+		var stored int64
+		if r, ok := s.identities[c.Identity.IdentityUUID]; ok {
+			stored = r.Version
+		}
+		if stored != c.Identity.Version {
+			return fmt.Errorf("identity %s: %w", c.Identity.IdentityUUID, attribution.ErrVersionConflict)
+		}
+	}
+	for _, w := range c.Observations {
+		if s.observations[w.Key] == nil {
+			s.observations[w.Key] = make(map[string]attribution.Observation)
+		}
+		s.observations[w.Key][w.Observation.EvidenceRef] = w.Observation
+	}
+	for _, r := range c.Series {
+		stored := r.Clone()
+		stored.Version++
+		s.records[r.Key] = stored
+	}
+	if c.Identity != nil {
+		stored := c.Identity.Clone()
+		stored.Version++
+		s.identities[stored.IdentityUUID] = stored
+	}
+	return nil
+}
+
+func (s *Store) version(k attribution.SeriesKey) int64 {
+	if r, ok := s.records[k]; ok {
+		return r.Version
+	}
+	return 0
+}
+
+// Ack implements attribution.Store.
+func (s *Store) Ack(_ context.Context, key attribution.SeriesKey, position int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if position > s.published[key] {
+		s.published[key] = position
+	}
+	return nil
+}
+
+// Records returns every series record, sorted by identity and primitive.
+func (s *Store) Records() []*attribution.SeriesRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*attribution.SeriesRecord, 0, len(s.records))
+	for k, r := range s.records {
+		c := r.Clone()
+		c.Published = s.published[k]
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key.IdentityUUID != out[j].Key.IdentityUUID {
+			return out[i].Key.IdentityUUID < out[j].Key.IdentityUUID
+		}
+		return out[i].Key.Primitive < out[j].Key.Primitive
+	})
+	return out
+}

@@ -1,0 +1,189 @@
+// Package replay runs a stream of observation messages through the
+// attribution processor in memory and writes the transitions and final
+// states as JSON Lines. It is the calibration and backfill tool's engine and
+// the contract the conformance checks use.
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+
+	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/memstore"
+)
+
+// Options configure a replay.
+type Options struct {
+	Registry   attribution.Registry
+	Thresholds attribution.Thresholds
+	// FullRecompute uses the whole-series merger for every observation.
+	FullRecompute bool
+}
+
+// Result summarises a replay.
+type Result struct {
+	Lines       int // non-blank input lines
+	BadLines    int
+	Transitions int
+	Suspicions  int
+}
+
+// Run reads messages (one JSON object per line, in arrival order) from in,
+// writes one line per event to out as it is emitted, then one state line per
+// series sorted by attacker and primitive. A bad line is reported on errOut
+// with its number and reason and skipped.
+func Run(ctx context.Context, in io.Reader, out, errOut io.Writer, opts Options) (Result, error) {
+	var res Result
+	store := memstore.New()
+	w := bufio.NewWriter(out)
+	pub := &linePublisher{enc: json.NewEncoder(w), res: &res}
+	proc := &attribution.Processor{
+		Store:         store,
+		Identities:    store,
+		Publisher:     pub,
+		Registry:      opts.Registry,
+		Thresholds:    opts.Thresholds,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		FullRecompute: opts.FullRecompute,
+		Concurrency:   1,
+	}
+	r := bufio.NewReaderSize(in, 64*1024)
+	for lineNo := 1; ; lineNo++ {
+		line, readErr := r.ReadBytes('\n')
+		if readErr != nil && !errors.Is(readErr, io.EOF) {
+			return res, fmt.Errorf("read line %d: %w", lineNo, readErr)
+		}
+		if body := bytes.TrimSpace(line); len(body) > 0 {
+			res.Lines++
+			if err := proc.Process(ctx, []attribution.Message{{ID: fmt.Sprint("line-", lineNo), Body: body}})[0]; err != nil {
+				res.BadLines++
+				fmt.Fprintf(errOut, "line %d: %v\n", lineNo, err)
+			}
+			if pub.err != nil {
+				return res, pub.err
+			}
+		}
+		if readErr != nil {
+			break
+		}
+	}
+	records := store.Records()
+	sort.SliceStable(records, func(i, j int) bool {
+		if records[i].AttackerUUID != records[j].AttackerUUID {
+			return records[i].AttackerUUID < records[j].AttackerUUID
+		}
+		return records[i].Key.Primitive < records[j].Key.Primitive
+	})
+	for _, rec := range records {
+		if rec.Current == nil {
+			continue
+		}
+		if err := pub.enc.Encode(stateLine{
+			Type:              "state",
+			AttackerUUID:      rec.AttackerUUID,
+			IdentityUUID:      rec.Key.IdentityUUID,
+			Primitive:         rec.Key.Primitive,
+			State:             rec.Current.State,
+			CurrentValue:      rec.Current.CurrentValue,
+			Confidence:        rec.Current.Confidence,
+			ObservationCount:  rec.Current.ObservationCount,
+			LastChangeTS:      rec.LastChangeTS,
+			LastObservationTS: rec.Current.LastObservationTS,
+		}); err != nil {
+			return res, fmt.Errorf("write state: %w", err)
+		}
+	}
+	return res, w.Flush()
+}
+
+type stateLine struct {
+	Type              string            `json:"type"`
+	AttackerUUID      string            `json:"attacker_uuid"`
+	IdentityUUID      string            `json:"identity_uuid"`
+	Primitive         string            `json:"primitive"`
+	State             string            `json:"state"`
+	CurrentValue      attribution.Value `json:"current_value"`
+	Confidence        float64           `json:"confidence"`
+	ObservationCount  int               `json:"observation_count"`
+	LastChangeTS      float64           `json:"last_change_ts"`
+	LastObservationTS float64           `json:"last_observation_ts"`
+}
+
+type stateChangedLine struct {
+	Type             string            `json:"type"`
+	AttackerUUID     string            `json:"attacker_uuid"`
+	IdentityUUID     string            `json:"identity_uuid"`
+	Primitive        string            `json:"primitive"`
+	OldState         *string           `json:"old_state"`
+	NewState         string            `json:"new_state"`
+	CurrentValue     attribution.Value `json:"current_value"`
+	Confidence       float64           `json:"confidence"`
+	ObservationCount int               `json:"observation_count"`
+	TS               float64           `json:"ts"`
+}
+
+type suspectedLine struct {
+	Type            string   `json:"type"`
+	AttackerUUID    string   `json:"attacker_uuid"`
+	IdentityUUID    string   `json:"identity_uuid"`
+	Primitives      []string `json:"primitives"`
+	EvidenceSummary string   `json:"evidence_summary"`
+	Confidence      float64  `json:"confidence"`
+	TS              float64  `json:"ts"`
+}
+
+// linePublisher writes each event as a line the moment it is published.
+type linePublisher struct {
+	enc *json.Encoder
+	res *Result
+	err error
+}
+
+func (p *linePublisher) Publish(_ context.Context, events []attribution.Event) error {
+	for _, e := range events {
+		var line any
+		switch e.DetailType {
+		case attribution.EventStateChanged:
+			var d attribution.StateChanged
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				return p.fail(err)
+			}
+			p.res.Transitions++
+			line = stateChangedLine{
+				Type: e.DetailType, AttackerUUID: d.AttackerUUID, IdentityUUID: d.IdentityUUID,
+				Primitive: d.Primitive, OldState: d.OldState, NewState: d.NewState,
+				CurrentValue: d.CurrentValue, Confidence: d.Confidence,
+				ObservationCount: d.ObservationCount, TS: d.TS,
+			}
+		case attribution.EventMultiActorSuspected:
+			var d attribution.MultiActorSuspected
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				return p.fail(err)
+			}
+			p.res.Suspicions++
+			line = suspectedLine{
+				Type: e.DetailType, AttackerUUID: d.AttackerUUID, IdentityUUID: d.IdentityUUID,
+				Primitives: d.Primitives, EvidenceSummary: d.EvidenceSummary,
+				Confidence: d.Confidence, TS: d.TS,
+			}
+		default:
+			return p.fail(fmt.Errorf("unknown event type %q", e.DetailType))
+		}
+		if err := p.enc.Encode(line); err != nil {
+			return p.fail(err)
+		}
+	}
+	return nil
+}
+
+func (p *linePublisher) fail(err error) error {
+	p.err = fmt.Errorf("write event: %w", err)
+	return p.err
+}
