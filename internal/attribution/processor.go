@@ -144,7 +144,7 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 		}
 	}
 	for len(pending) > 0 {
-		pl, err := p.plan(ctx, identity, pending)
+		pl, err := p.plan(ctx, identity, pending, conflicts > 0)
 		if err != nil {
 			fail(pending, err)
 			break
@@ -229,12 +229,12 @@ type plan struct {
 
 // plan applies pending items, in order, to fresh copies of their records
 // until the commit is full or an item needs a committed predecessor.
-func (p *Processor) plan(ctx context.Context, identity string, pending []*item) (*plan, error) {
+func (p *Processor) plan(ctx context.Context, identity string, pending []*item, consistent bool) (*plan, error) {
 	primitives := make([]string, 0, len(pending))
 	for _, it := range pending {
 		primitives = append(primitives, it.key.Primitive)
 	}
-	records, err := p.loadRecords(ctx, identity, primitives)
+	records, err := p.loadRecords(ctx, identity, primitives, consistent)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +295,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item) 
 		}
 		if Touches(change) {
 			if ident == nil {
-				if ident, err = p.loadIdentity(ctx, identity); err != nil {
+				if ident, err = p.loadIdentity(ctx, identity, consistent); err != nil {
 					return nil, err
 				}
 			}
@@ -345,7 +345,7 @@ func (p *Processor) wholeSeries(ctx context.Context, key SeriesKey, full map[Ser
 
 // loadRecords returns working copies of the records of primitives: from
 // the cache where it has them, else from the store, else new.
-func (p *Processor) loadRecords(ctx context.Context, identity string, primitives []string) (map[string]*SeriesRecord, error) {
+func (p *Processor) loadRecords(ctx context.Context, identity string, primitives []string, consistent bool) (map[string]*SeriesRecord, error) {
 	out := make(map[string]*SeriesRecord, len(primitives))
 	var missing []string
 	for _, prim := range primitives {
@@ -361,7 +361,7 @@ func (p *Processor) loadRecords(ctx context.Context, identity string, primitives
 		missing = append(missing, prim)
 	}
 	if len(missing) > 0 {
-		stored, err := p.Store.LoadSeries(ctx, identity, missing)
+		stored, err := p.Store.LoadSeries(ctx, identity, missing, consistent)
 		if err != nil {
 			return nil, fmt.Errorf("load records of identity %s: %w", identity, err)
 		}
@@ -379,11 +379,11 @@ func (p *Processor) loadRecords(ctx context.Context, identity string, primitives
 	return out, nil
 }
 
-func (p *Processor) loadIdentity(ctx context.Context, identity string) (*IdentityRecord, error) {
+func (p *Processor) loadIdentity(ctx context.Context, identity string, consistent bool) (*IdentityRecord, error) {
 	if rec, ok := p.cache.identity(identity); ok {
 		return rec, nil
 	}
-	rec, err := p.Store.LoadIdentity(ctx, identity)
+	rec, err := p.Store.LoadIdentity(ctx, identity, consistent)
 	if err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", identity, err)
 	}
@@ -405,7 +405,7 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 	if len(primitives) == 0 {
 		return
 	}
-	records, err := p.loadRecords(ctx, identity, primitives)
+	records, err := p.loadRecords(ctx, identity, primitives, false)
 	if err != nil {
 		p.failKeys(unit, errs, nil, err)
 		return

@@ -21,9 +21,11 @@ type Identities interface {
 type Store interface {
 	// LoadSeries returns the stored records of some primitives of one
 	// identity, keyed by primitive; a primitive with no record is absent.
-	LoadSeries(ctx context.Context, identityUUID string, primitives []string) (map[string]*SeriesRecord, error)
+	// With consistent false the read may be slightly stale (it is cheaper);
+	// writes are conditioned on versions either way.
+	LoadSeries(ctx context.Context, identityUUID string, primitives []string, consistent bool) (map[string]*SeriesRecord, error)
 	// LoadIdentity returns the identity record, or a new one (Version 0).
-	LoadIdentity(ctx context.Context, identityUUID string) (*IdentityRecord, error)
+	LoadIdentity(ctx context.Context, identityUUID string, consistent bool) (*IdentityRecord, error)
 	// LoadObservations returns every stored observation of a series, read
 	// consistently, in no particular order.
 	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)

@@ -50,7 +50,7 @@ func (s *Store) Identity(_ context.Context, attacker, proposed string) (string, 
 }
 
 // LoadSeries implements attribution.Store.
-func (s *Store) LoadSeries(_ context.Context, identity string, primitives []string) (map[string]*attribution.SeriesRecord, error) {
+func (s *Store) LoadSeries(_ context.Context, identity string, primitives []string, _ bool) (map[string]*attribution.SeriesRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]*attribution.SeriesRecord)
@@ -66,7 +66,7 @@ func (s *Store) LoadSeries(_ context.Context, identity string, primitives []stri
 }
 
 // LoadIdentity implements attribution.Store.
-func (s *Store) LoadIdentity(_ context.Context, identity string) (*attribution.IdentityRecord, error) {
+func (s *Store) LoadIdentity(_ context.Context, identity string, _ bool) (*attribution.IdentityRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.identities[identity]; ok {
