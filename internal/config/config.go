@@ -1,0 +1,88 @@
+// Package config reads the service's configuration from the environment,
+// once, into one validated value shared by the Lambda and the CLI.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"decnet-attribution/internal/attribution"
+)
+
+// MinObservationTTLDays keeps observations longer than SQS can hold a
+// message (14 days), so no redelivery can outlive its observation and be
+// counted twice.
+const MinObservationTTLDays = 15
+
+// Config is the service's configuration.
+type Config struct {
+	IdentitiesTable    string
+	ObservationsTable  string
+	StatesTable        string
+	EventBusName       string
+	DeadLetterQueueURL string // optional: where invalid messages go at once
+	ObservationTTL     time.Duration
+	Concurrency        int
+	Registry           attribution.Registry
+	Thresholds         attribution.Thresholds
+}
+
+// FromEnv reads the configuration; every problem is reported, by name.
+func FromEnv(lookup func(string) (string, bool)) (Config, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return v
+	}
+	var errs []error
+	required := func(name string) string {
+		v := get(name)
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s: is required", name))
+		}
+		return v
+	}
+	c := Config{
+		IdentitiesTable:    required("IDENTITIES_TABLE"),
+		ObservationsTable:  required("OBSERVATIONS_TABLE"),
+		StatesTable:        required("STATES_TABLE"),
+		EventBusName:       required("EVENT_BUS_NAME"),
+		DeadLetterQueueURL: get("DEAD_LETTER_QUEUE_URL"),
+		Concurrency:        4,
+	}
+	if raw := get("OBSERVATION_TTL_DAYS"); raw != "" {
+		days, err := strconv.Atoi(raw)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: want a whole number of days, got %q", raw))
+		case days != 0 && days < MinObservationTTLDays:
+			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: must be 0 (keep forever) or at least %d, longer than SQS keeps a message, got %d", MinObservationTTLDays, days))
+		default:
+			c.ObservationTTL = time.Duration(days) * 24 * time.Hour
+		}
+	}
+	if raw := get("ATTRIBUTION_CONCURRENCY"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 64 {
+			errs = append(errs, fmt.Errorf("ATTRIBUTION_CONCURRENCY: want 1 to 64, got %q", raw))
+		} else {
+			c.Concurrency = n
+		}
+	}
+	c.Registry = attribution.BuiltinRegistry()
+	if raw := get("ATTRIBUTION_REGISTRY"); raw != "" {
+		reg, err := c.Registry.WithOverrides([]byte(raw))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ATTRIBUTION_REGISTRY: %w", err))
+		} else {
+			c.Registry = reg
+		}
+	}
+	t, err := attribution.ThresholdsFromEnv(lookup)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Thresholds = t
+	return c, errors.Join(errs...)
+}
