@@ -59,7 +59,7 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 		Names: []string{
 			attribution.MetricObservations, attribution.MetricDuplicates, attribution.MetricAmendments,
 			attribution.MetricTransitions, attribution.MetricVersionConflicts, attribution.MetricRejected,
-			MetricPublishRetries,
+			MetricPublishRetries, MetricPublishPermanents,
 		},
 		Out: opts.MetricsOut,
 	}

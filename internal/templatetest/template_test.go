@@ -225,6 +225,7 @@ func TestTemplateContract(t *testing.T) {
 		vars, _ := lookup(resources, "AttributionFunction", "Properties", "Environment", "Variables").(map[string]any)
 		want := []string{
 			"IDENTITIES_TABLE", "OBSERVATIONS_TABLE", "STATES_TABLE", "EVENT_BUS_NAME",
+			"DEAD_LETTER_QUEUE_URL", "ATTRIBUTION_CONCURRENCY",
 			"OBSERVATION_TTL_DAYS", "ATTRIBUTION_REGISTRY",
 			"ATTRIBUTION_WINDOW", "ATTRIBUTION_MIN_OBSERVATIONS", "ATTRIBUTION_CATEGORICAL_MAJORITY",
 			"ATTRIBUTION_NUMERIC_ALPHA", "ATTRIBUTION_NUMERIC_STABLE_CV", "ATTRIBUTION_NUMERIC_DRIFT_SHIFT",
@@ -245,6 +246,8 @@ func TestTemplateContract(t *testing.T) {
 			"OBSERVATIONS_TABLE": "ObservationsTable",
 			"STATES_TABLE":       "StatesTable",
 			"EVENT_BUS_NAME":     "AttributionBus",
+			// Invalid messages are sent to the queue's own dead-letter queue.
+			"DEAD_LETTER_QUEUE_URL": "ObservationDeadLetterQueue",
 		}
 		for name, id := range refs {
 			if got := lookup(vars, name, "Ref"); got != id {
