@@ -1,0 +1,12 @@
+package memstore_test
+
+import (
+	"testing"
+
+	"decnet-attribution/internal/memstore"
+	"decnet-attribution/internal/storetest"
+)
+
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(*testing.T) storetest.Backend { return memstore.New() })
+}

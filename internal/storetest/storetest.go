@@ -1,0 +1,270 @@
+// Package storetest is the contract every attribution.Store and
+// attribution.Identities must meet, run against the in-memory store and
+// the DynamoDB store alike.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"decnet-attribution/internal/attribution"
+)
+
+// Backend is a fresh, empty store.
+type Backend interface {
+	attribution.Store
+	attribution.Identities
+}
+
+// Run runs the contract against stores made by newStore.
+func Run(t *testing.T, newStore func(t *testing.T) Backend) {
+	t.Run("identity first sightings agree", func(t *testing.T) { testIdentityRace(t, newStore(t)) })
+	t.Run("commit creates and versions records", func(t *testing.T) { testCommit(t, newStore(t)) })
+	t.Run("stored observation is reported with its content", func(t *testing.T) { testObservationExists(t, newStore(t)) })
+	t.Run("amendment replaces only the expected content", func(t *testing.T) { testAmendment(t, newStore(t)) })
+	t.Run("version conflict writes nothing", func(t *testing.T) { testVersionConflict(t, newStore(t)) })
+	t.Run("identity record is versioned", func(t *testing.T) { testIdentityRecord(t, newStore(t)) })
+	t.Run("ack never lowers the position", func(t *testing.T) { testAck(t, newStore(t)) })
+	t.Run("concurrent commits on one record: one wins", func(t *testing.T) { testConcurrentCommits(t, newStore(t)) })
+}
+
+func observation(ref string, ts float64, value string) attribution.Observation {
+	return attribution.Observation{
+		ID: "obs-" + ref, Primitive: "motor.input_modality", Value: attribution.Value(value),
+		EvidenceRef: ref, TS: ts, AttackerUUID: "att-1", Source: "behave-shell",
+	}
+}
+
+// commitOne builds the commit of one new observation applied to rec.
+func commitOne(rec *attribution.SeriesRecord, o attribution.Observation, replaces string) *attribution.Commit {
+	th := attribution.DefaultThresholds()
+	rec.Series.Add(o.Point())
+	if _, err := rec.Settle(rec.Series.State(th), o.AttackerUUID); err != nil {
+		panic(err)
+	}
+	return &attribution.Commit{
+		Observations: []attribution.ObservationWrite{{Key: rec.Key, Observation: o, Replaces: replaces}},
+		Series:       []*attribution.SeriesRecord{rec},
+	}
+}
+
+func mustLoad(t *testing.T, s Backend, key attribution.SeriesKey) *attribution.SeriesRecord {
+	t.Helper()
+	got, err := s.LoadSeries(context.Background(), key.IdentityUUID, []string{key.Primitive, "zz.other"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["zz.other"]; ok {
+		t.Fatal("a primitive without a record was returned")
+	}
+	rec := got[key.Primitive]
+	if rec == nil {
+		t.Fatalf("no record for %s", key)
+	}
+	return rec
+}
+
+func newKey(name string) attribution.SeriesKey {
+	return attribution.SeriesKey{IdentityUUID: "id-" + name, Primitive: "motor.input_modality"}
+}
+
+func testIdentityRace(t *testing.T, s Backend) {
+	ctx := context.Background()
+	const racers = 8
+	got := make([]string, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, err := s.Identity(ctx, "att-race", fmt.Sprintf("proposal-%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = id
+		}()
+	}
+	wg.Wait()
+	for _, id := range got {
+		if id != got[0] || id == "" {
+			t.Fatalf("first sightings disagree: %v", got)
+		}
+	}
+	again, err := s.Identity(ctx, "att-race", "late-proposal")
+	if err != nil || again != got[0] {
+		t.Fatalf("identity changed after creation: %q, %v", again, err)
+	}
+}
+
+func testCommit(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("commit")
+	rec := attribution.NewSeriesRecord(key, attribution.Categorical, th)
+	if err := s.Commit(ctx, commitOne(rec, observation("r1", 10, `"typed"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	stored := mustLoad(t, s, key)
+	if stored.Version != 1 || stored.Series.Count != 1 || stored.Current == nil || len(stored.Pending()) != 1 {
+		t.Fatalf("stored record = %+v", stored)
+	}
+	if err := s.Commit(ctx, commitOne(stored, observation("r2", 11, `"typed"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	stored = mustLoad(t, s, key)
+	if stored.Version != 2 || stored.Series.Count != 2 {
+		t.Fatalf("second commit: version %d count %d", stored.Version, stored.Series.Count)
+	}
+	obs, err := s.LoadObservations(ctx, key)
+	if err != nil || len(obs) != 2 {
+		t.Fatalf("observations = %v, %v", obs, err)
+	}
+	for _, o := range obs {
+		want := observation(o.EvidenceRef, o.TS, string(o.Value))
+		if o.Fingerprint() != want.Fingerprint() {
+			t.Errorf("observation %s did not round-trip: %+v", o.EvidenceRef, o)
+		}
+	}
+}
+
+func testObservationExists(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("exists")
+	first := observation("r1", 10, `"typed"`)
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")); err != nil {
+		t.Fatal(err)
+	}
+	stored := mustLoad(t, s, key)
+	changed := observation("r1", 12, `"pasted"`)
+	err := s.Commit(ctx, commitOne(stored.Clone(), changed, ""))
+	var exists *attribution.ObservationExistsError
+	if !errors.As(err, &exists) || exists.Index != 0 || exists.Existing.Fingerprint() != first.Fingerprint() {
+		t.Fatalf("commit of a stored key: err = %v, want ObservationExistsError with the stored content", err)
+	}
+	if after := mustLoad(t, s, key); after.Version != stored.Version || after.Series.Count != 1 {
+		t.Fatalf("failed commit changed the record: %+v", after)
+	}
+}
+
+func testAmendment(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("amend")
+	first := observation("r1", 10, `"typed"`)
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")); err != nil {
+		t.Fatal(err)
+	}
+	amended := observation("r1", 10, `"pasted"`)
+	stale := mustLoad(t, s, key)
+	err := s.Commit(ctx, commitOne(stale.Clone(), amended, "not-the-stored-fingerprint"))
+	var exists *attribution.ObservationExistsError
+	if !errors.As(err, &exists) {
+		t.Fatalf("amendment with a wrong fingerprint: err = %v, want ObservationExistsError", err)
+	}
+	if err := s.Commit(ctx, commitOne(stale, amended, first.Fingerprint())); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := s.LoadObservations(ctx, key)
+	if err != nil || len(obs) != 1 || obs[0].Value != `"pasted"` {
+		t.Fatalf("after amendment: %+v, %v", obs, err)
+	}
+}
+
+func testVersionConflict(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("conflict")
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r1", 10, `"typed"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that read nothing (version 0) must not overwrite.
+	err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r2", 11, `"typed"`), ""))
+	if !errors.Is(err, attribution.ErrVersionConflict) {
+		t.Fatalf("stale create: err = %v, want a version conflict", err)
+	}
+	obs, _ := s.LoadObservations(ctx, key)
+	if len(obs) != 1 {
+		t.Fatalf("a conflicting commit wrote its observation: %d stored", len(obs))
+	}
+}
+
+func testIdentityRecord(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	rec, err := s.LoadIdentity(ctx, "id-ident", true)
+	if err != nil || rec.Version != 0 {
+		t.Fatalf("new identity record: %+v, %v", rec, err)
+	}
+	rec.Flagged = []string{"a.b", "c.d"}
+	key := newKey("ident")
+	key.IdentityUUID = "id-ident"
+	c := commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r1", 1, `"x"`), "")
+	c.Identity = rec
+	if err := s.Commit(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.LoadIdentity(ctx, "id-ident", true)
+	if err != nil || stored.Version != 1 || len(stored.Flagged) != 2 {
+		t.Fatalf("stored identity record: %+v, %v", stored, err)
+	}
+	c = commitOne(mustLoad(t, s, key), observation("r2", 2, `"x"`), "")
+	c.Identity = rec // still at version 0
+	if err := s.Commit(ctx, c); !errors.Is(err, attribution.ErrVersionConflict) {
+		t.Fatalf("stale identity record: err = %v, want a version conflict", err)
+	}
+}
+
+func testAck(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("ack")
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r1", 10, `"typed"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, pos := range []int64{1, 3, 2} {
+		if err := s.Ack(ctx, key, pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mustLoad(t, s, key); got.Published != 3 || got.Version != 1 {
+		t.Fatalf("after acks: published %d version %d, want 3 and 1", got.Published, got.Version)
+	}
+}
+
+func testConcurrentCommits(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("concurrent")
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r0", 1, `"typed"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	base := mustLoad(t, s, key)
+	const writers = 6
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Commit(ctx, commitOne(base.Clone(), observation(fmt.Sprintf("r%d", i+1), float64(i+2), `"typed"`), ""))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, attribution.ErrVersionConflict):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	obs, _ := s.LoadObservations(ctx, key)
+	if won != 1 || len(obs) != 2 || mustLoad(t, s, key).Series.Count != 2 {
+		t.Fatalf("%d writers won, %d observations stored; want exactly one winner", won, len(obs))
+	}
+}
