@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -94,7 +95,7 @@ func decodeMessage(body []byte, depth int) (Observation, error) {
 	if err := dec.Decode(&env); err != nil {
 		return Observation{}, Invalidf("body", "not a JSON object: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return Observation{}, Invalidf("body", "trailing data after the JSON object")
 	}
 	if depth == 0 && env.Primitive == nil && env.AttackerUUID == nil {

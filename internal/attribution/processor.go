@@ -138,13 +138,17 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 		}
 	}
 	conflicts, resolutions := 0, 0
+	// After any failed commit the cache may be stale and a cheap read may
+	// be too: read consistently from then on.
+	consistent := false
 	fail := func(items []*item, err error) {
 		for _, it := range items {
 			errs[it.index] = err
 		}
 	}
+commits:
 	for len(pending) > 0 {
-		pl, err := p.plan(ctx, identity, pending, conflicts > 0)
+		pl, err := p.plan(ctx, identity, pending, consistent)
 		if err != nil {
 			fail(pending, err)
 			break
@@ -163,11 +167,14 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 			p.cache.putCommitted(pl.commit)
 			p.count(MetricObservations, len(pl.commit.Observations))
 			pending = pending[pl.consumed:]
+			conflicts = 0 // progress: only consecutive conflicts count
 		case errors.As(err, &exists) && exists.Index < len(pl.writes):
+			p.cache.forget(pl.commit)
+			consistent = true
 			resolutions++
 			if resolutions > 2*len(unit)+2 {
 				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
-				return
+				break commits
 			}
 			it := pl.writes[exists.Index]
 			if exists.Existing.Fingerprint() == it.obs.Fingerprint() {
@@ -178,19 +185,24 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 				p.count(MetricAmendments, 1)
 			}
 		case errors.Is(err, ErrVersionConflict):
+			p.cache.forget(pl.commit)
+			consistent = true
 			conflicts++
 			p.count(MetricVersionConflicts, 1)
-			p.cache.forget(pl.commit)
 			if conflicts > p.maxConflicts() {
-				fail(pending, fmt.Errorf("gave up after %d version conflicts: %w", conflicts, err))
-				return
+				fail(pending, fmt.Errorf("gave up after %d version conflicts in a row: %w", conflicts, err))
+				break commits
 			}
 			p.sleep(ctx, backoff(conflicts))
 		default:
+			// The commit may or may not have been stored.
+			p.cache.forget(pl.commit)
 			fail(pending, err)
-			return
+			break commits
 		}
 	}
+	// Earlier commits of this unit may have stored events even if a later
+	// one failed: publish them now rather than at the next touch.
 	p.publish(ctx, identity, touched, unit, errs)
 }
 

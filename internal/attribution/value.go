@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 )
 
@@ -29,7 +30,7 @@ func CanonicalValue(raw []byte) (Value, error) {
 	if err := dec.Decode(&v); err != nil {
 		return "", fmt.Errorf("not a JSON value: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return "", fmt.Errorf("not a single JSON value")
 	}
 	return encodeCanonical(v)

@@ -112,5 +112,5 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 // publishMetrics counts the publisher's retries in the EMF recorder.
 type publishMetrics struct{ r *emf.Recorder }
 
-func (m publishMetrics) AddPublishRetries(n int)     { m.r.Add(MetricPublishRetries, n) }
+func (m publishMetrics) AddPublishRetries(n int)    { m.r.Add(MetricPublishRetries, n) }
 func (m publishMetrics) AddPermanentFailures(n int) { m.r.Add(MetricPublishPermanents, n) }
