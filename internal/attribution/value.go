@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 )
 
 // MaxValueBytes bounds the canonical JSON of one observation value. The
@@ -75,6 +76,12 @@ func (v Value) Float() (float64, error) {
 		return 0, nil
 	case "true":
 		return 1, nil
+	}
+	if c := v[0]; c == '-' || c >= '0' && c <= '9' {
+		// A canonical number is valid ParseFloat input: skip the decoder.
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+			return f, nil
+		}
 	}
 	var f float64
 	if err := json.Unmarshal([]byte(v), &f); err != nil {
