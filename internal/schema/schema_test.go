@@ -247,7 +247,7 @@ func TestMessageSchemaAgreesWithDecode(t *testing.T) {
 func TestMessageSchemaLimits(t *testing.T) {
 	v := mustValidator(t)
 	for name, body := range map[string]string{
-		"window ends before it starts": `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":1,"window":{"start_ts":2,"end_ts":1}}`,
+		"window ends before it starts":                  `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":1,"window":{"start_ts":2,"end_ts":1}}`,
 		"attacker over 256 bytes, under 256 characters": `{"attacker_uuid":"` + strings.Repeat("é", 200) + `","primitive":"a.b","evidence_ref":"r","ts":1,"value":1}`,
 		"value over 1024 bytes":                         `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":"` + strings.Repeat("x", 1100) + `"}`,
 		"v not a whole number in Go's reading":          `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":1,"v":1.0}`,
