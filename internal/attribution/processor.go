@@ -27,6 +27,10 @@ type Metrics interface {
 	Add(name string, n int)
 }
 
+// MaxPendingEvents bounds a series' outbox; past it new observations of
+// the series wait until the bus has accepted the pending events.
+const MaxPendingEvents = 32
+
 // Message is one queued message.
 type Message struct {
 	ID   string
@@ -64,6 +68,7 @@ type item struct {
 	key       SeriesKey
 	duplicate bool
 	replaces  string // fingerprint of the stored observation this amends
+	deferred  error  // set when the item must wait for a later delivery
 }
 
 // Process handles a batch. It returns one error per message, nil for a
@@ -155,6 +160,9 @@ commits:
 		}
 		for _, it := range pending[:pl.consumed] {
 			touch(it.key)
+			if it.deferred != nil {
+				errs[it.index] = it.deferred
+			}
 		}
 		if len(pl.commit.Observations) == 0 {
 			pending = pending[pl.consumed:] // duplicates only
@@ -273,6 +281,14 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			break
 		}
 		rec := records[key.Primitive]
+		if len(rec.Pending()) >= MaxPendingEvents {
+			// The bus has not taken this series' events for a while: hold
+			// new observations back (the queue delivers them again) rather
+			// than let the outbox grow toward the item size limit.
+			it.deferred = &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s has %d events the bus has not accepted yet; retry later", key, len(rec.Pending()))}
+			pl.consumed = i + 1
+			continue
+		}
 		kind := p.Registry.Kind(key.Primitive)
 		point := it.obs.Point()
 		var state State
