@@ -20,6 +20,7 @@ import (
 )
 
 func TestSendDeliversValidLinesAndReportsBadOnes(t *testing.T) {
+	t.Parallel()
 	e := mustEnv(t)
 	queue := e.stack.QueueURL(devstack.ObservationQueueID)
 	valid := testStream(1, 6, 1) // 24 messages: three batches
@@ -77,6 +78,7 @@ func TestSendDeliversValidLinesAndReportsBadOnes(t *testing.T) {
 }
 
 func TestSendToMissingQueue(t *testing.T) {
+	t.Parallel()
 	e := mustEnv(t)
 	url := strings.Replace(e.stack.QueueURL(devstack.ObservationQueueID), "ObservationQueue", "NoSuchQueue", 1) + "-gone"
 	s := &ops.Sender{Client: e.sqs, QueueURL: url}

@@ -11,6 +11,7 @@ import (
 )
 
 func TestStateReaderShowsWhatProcessingProduced(t *testing.T) {
+	t.Parallel()
 	e := mustEnv(t)
 	th := attribution.DefaultThresholds()
 	bodies := testStream(2, 7, 3)
@@ -63,6 +64,7 @@ func TestStateReaderShowsWhatProcessingProduced(t *testing.T) {
 }
 
 func TestStateReaderNotFound(t *testing.T) {
+	t.Parallel()
 	e := mustEnv(t)
 	r := &ops.StateReader{Client: e.ddb, Tables: e.tables}
 	if _, err := r.Attacker(context.Background(), "att-never-seen"); attribution.ErrorCode(err) != attribution.ENOTFOUND {
