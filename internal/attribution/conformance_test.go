@@ -1,14 +1,11 @@
 package attribution_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/conformance"
 )
 
 // mergeVector is one line of testdata/public-merge.jsonl.
@@ -29,44 +26,22 @@ type mergeVector struct {
 
 func mustReadLines(tb testing.TB, name string) [][]byte {
 	tb.Helper()
-	path := filepath.Join("..", "..", "testdata", name)
-	f, err := os.Open(path)
+	lines, err := conformance.Lines(name)
 	if err != nil {
-		tb.Fatalf("conformance vectors missing: %v", err)
-	}
-	defer f.Close()
-	var lines [][]byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	for sc.Scan() {
-		lines = append(lines, append([]byte(nil), sc.Bytes()...))
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatalf("read %s: %v", path, err)
-	}
-	if len(lines) == 0 {
-		tb.Fatalf("%s holds no vectors", path)
+		tb.Fatal(err)
 	}
 	return lines
 }
 
-func closeEnough(a, b float64) bool {
-	if a == b {
-		return true
-	}
-	return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b))
-}
+func closeEnough(a, b float64) bool { return conformance.CloseEnough(a, b) }
 
 // sameValue compares JSON values, numbers within the relative tolerance.
 func sameValue(a, b attribution.Value) bool {
-	if a == b {
-		return true
+	var x, y any
+	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+		return a == b
 	}
-	var x, y float64
-	if json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil {
-		return closeEnough(x, y)
-	}
-	return false
+	return conformance.SameJSON(x, y)
 }
 
 // TestMergeConformance runs every reference merge vector through the

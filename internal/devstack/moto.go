@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,22 +37,12 @@ type Moto struct {
 	Process  *Process
 }
 
-// motoLauncher runs moto's server with its EventBridge input-path parser
-// memoised: moto builds a fresh JSONPath parser (a PLY grammar) for each of
-// eight paths on every event it delivers to a target, about 0.3 s per event
-// on these machines; cached, delivery takes milliseconds. Behaviour is
-// unchanged: a parsed path is an immutable expression.
-const motoLauncher = `
-import functools, sys
-try:
-    import jsonpath_ng.ext
-    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
-except ImportError:
-    pass
-from moto.server import main
-sys.argv[0] = "moto_server"
-main(sys.argv[1:])
-`
+// motoLauncher runs moto's server with the fixes described in
+// moto_server.py: memoised EventBridge input paths, and transactions that
+// neither deep-copy whole tables nor undo concurrent writes when cancelled.
+//
+//go:embed moto_server.py
+var motoLauncher string
 
 // StartMoto starts moto's server (see motoLauncher) and waits until it answers HTTP.
 // The error says plainly when python3 or moto is missing.
