@@ -55,6 +55,13 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		if err := writePID(ws.local("rie.pid"), l.emulator.Process.PID()); err != nil {
 			return err
 		}
+		sam, err := l.samEnv()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(ws.local("sam-env.json"), sam, 0o644); err != nil {
+			return err
+		}
 		return os.WriteFile(ws.envFile(), []byte(strings.Join(l.envLines(), "\n")+"\n"), 0o644)
 	}
 	if err := record(); err != nil {
@@ -71,8 +78,10 @@ func cmdDown(ws workspace) error {
 	if err := stopRecorded(ws, os.Stdout); err != nil {
 		return err
 	}
-	if err := os.Remove(ws.envFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, f := range []string{ws.envFile(), ws.local("sam-env.json")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }

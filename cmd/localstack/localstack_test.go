@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +110,19 @@ func TestUpInvokeDown(t *testing.T) {
 		t.Errorf("stack.env STATES_TABLE=%q ATTRIBUTION_WINDOW=%q; want the -stack name and the -param override", env["STATES_TABLE"], env["ATTRIBUTION_WINDOW"])
 	}
 
+	// sam local invoke --env-vars: the function's environment, pointed at the stack.
+	b, err = os.ReadFile(filepath.Join(local, "sam-env.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samEnv map[string]map[string]string
+	if err := json.Unmarshal(b, &samEnv); err != nil {
+		t.Fatalf("sam-env.json: %v", err)
+	}
+	if fn := samEnv["AttributionFunction"]; fn["STATES_TABLE"] != "lsup-StatesTable" || fn["AWS_ENDPOINT_URL"] != env["AWS_ENDPOINT_URL"] || fn["ATTRIBUTION_WINDOW"] != "9" {
+		t.Errorf("sam-env.json = %v", samEnv)
+	}
+
 	var pids []int
 	for _, f := range []string{"moto.pid", "rie.pid"} {
 		b, err := os.ReadFile(filepath.Join(local, f))
@@ -158,7 +172,7 @@ func TestUpInvokeDown(t *testing.T) {
 			t.Errorf("process %d still runs after down", pid)
 		}
 	}
-	for _, f := range []string{"stack.env", "moto.pid", "rie.pid"} {
+	for _, f := range []string{"stack.env", "sam-env.json", "moto.pid", "rie.pid"} {
 		if _, err := os.Stat(filepath.Join(local, f)); !os.IsNotExist(err) {
 			t.Errorf("%s left behind after down (%v)", f, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +177,22 @@ func (l *localStack) envLines() []string {
 	}
 	sort.Strings(lines)
 	return lines
+}
+
+// samEnv is the --env-vars file of `sam local invoke`: the function's
+// template environment plus the local endpoint and credentials. (sam local
+// runs the function in a container: on Linux pass --docker-network host so
+// 127.0.0.1 reaches this stack.)
+func (l *localStack) samEnv() ([]byte, error) {
+	vars := map[string]string{}
+	for k, v := range l.stack.Function.Environment {
+		vars[k] = v
+	}
+	all := l.stack.EnvMap()
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		vars[k] = all[k]
+	}
+	return json.MarshalIndent(map[string]map[string]string{devstack.AttributionFunctionID: vars}, "", "  ")
 }
 
 func readEnvFile(path string) (map[string]string, error) {
