@@ -1,5 +1,7 @@
 // Command attribution is the operators' tool for the attribution engine:
-// replay observation streams in memory (calibration, backfill checks).
+// replay observation streams in memory (calibration, backfill checks),
+// send observations to the queue, show an identity's states, and rebuild
+// every state after a threshold or registry change.
 package main
 
 import (
@@ -26,6 +28,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"replay", "run observation messages through the engine in memory and print transitions and states", runReplay},
+		{"send", "check observation messages and send them to the observation queue", runSend},
+		{"state", "show the states of one identity or attacker from DynamoDB", runState},
+		{"rebuild", "recompute every state from the stored observations after a threshold or registry change", runRebuild},
 	}
 }
 
@@ -43,6 +48,9 @@ Commands:
 	fmt.Fprint(w, `
 Run "attribution <command> --help" for a command's flags.
 Thresholds are read from ATTRIBUTION_* environment variables (see README).
+send, state and rebuild work on a deployed stack: name it with --stack, or
+name its resources with flags or the function's environment variables;
+--endpoint-url (or AWS_ENDPOINT_URL) points them at a local stack.
 `)
 }
 
