@@ -144,7 +144,7 @@ func writeStatesTable(w io.Writer, s *ops.IdentityStates, now time.Time) error {
 		return err
 	}
 	if len(s.Flagged) > 0 {
-		fmt.Fprintf(w, "\nmulti_actor flagged: %s (multi_actor_suspected raised %d times)\n", strings.Join(s.Flagged, ", "), s.Suspicions)
+		fmt.Fprintf(w, "\nmulti_actor flagged: %s (multi_actor_suspected events so far: %d)\n", strings.Join(s.Flagged, ", "), s.Suspicions)
 	}
 	if pending > 0 {
 		fmt.Fprintf(w, "\n%d events not yet published (they go out with the series' next observation)\n", pending)
