@@ -1,8 +1,10 @@
 package attribution
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Rebuild recomputes the record from the whole series, as after a change of
@@ -74,4 +76,44 @@ func (r *IdentityRecord) Reconcile(rec *SeriesRecord, t Thresholds) (*MultiActor
 		NewState:     word,
 		TS:           ts,
 	}, t), true
+}
+
+// ReconcileAll brings the flagged set in line with the current states of
+// several series of the identity at once, as one change: the suspicion
+// rule is evaluated once, on the resulting set, so that rebuilding the
+// series one after another raises no suspicion about a set that only
+// existed halfway. It returns the suspicion event (or nil), the record
+// whose outbox it belongs in (the changed series observed last), and
+// whether the identity record changed.
+func (r *IdentityRecord) ReconcileAll(recs []*SeriesRecord, t Thresholds) (*MultiActorSuspected, *SeriesRecord, bool) {
+	var changed []*SeriesRecord
+	for _, rec := range recs {
+		_, flagged := slices.BinarySearch(r.Flagged, rec.Key.Primitive)
+		if flagged != (rec.Current != nil && rec.Current.State == StateMultiActor) {
+			changed = append(changed, rec)
+		}
+	}
+	if len(changed) == 0 {
+		return nil, nil, false
+	}
+	lastObserved := func(rec *SeriesRecord) float64 {
+		if rec.Current == nil {
+			return 0
+		}
+		return rec.Current.LastObservationTS
+	}
+	slices.SortFunc(changed, func(a, b *SeriesRecord) int {
+		return cmp.Or(cmp.Compare(lastObserved(a), lastObserved(b)), strings.Compare(a.Key.Primitive, b.Key.Primitive))
+	})
+	last := changed[len(changed)-1]
+	for _, rec := range changed[:len(changed)-1] {
+		i, flagged := slices.BinarySearch(r.Flagged, rec.Key.Primitive)
+		if flagged {
+			r.Flagged = slices.Delete(r.Flagged, i, i+1)
+		} else {
+			r.Flagged = slices.Insert(r.Flagged, i, rec.Key.Primitive)
+		}
+	}
+	s, _ := r.Reconcile(last, t)
+	return s, last, true
 }

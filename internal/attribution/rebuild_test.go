@@ -255,3 +255,55 @@ func TestIdentityReconcile(t *testing.T) {
 		t.Fatalf("suspicions %d, want 2", ident.Suspicions)
 	}
 }
+
+func TestIdentityReconcileAllEvaluatesOnce(t *testing.T) {
+	th := attribution.DefaultThresholds()
+	series := func(prim, word string, ts float64) *attribution.SeriesRecord {
+		return &attribution.SeriesRecord{
+			Key:          attribution.SeriesKey{IdentityUUID: "id-1", Primitive: prim},
+			AttackerUUID: "att-1",
+			Current:      &attribution.State{State: word, LastObservationTS: ts},
+		}
+	}
+	// Three primitives flagged, a suspicion raised about them.
+	ident := &attribution.IdentityRecord{IdentityUUID: "id-1"}
+	for _, p := range []string{"a.x", "b.y", "c.z"} {
+		ident.Reconcile(series(p, attribution.StateMultiActor, 1), th)
+	}
+	if ident.Suspicions != 2 || !slices.Equal(ident.Fired, []string{"a.x", "b.y", "c.z"}) {
+		t.Fatalf("setup: %+v", ident)
+	}
+
+	// A rebuild takes all three out of multi_actor: one at a time, the
+	// rule would fire about {b.y, c.z}; at once it only re-arms.
+	one := ident.Clone()
+	var halfway *attribution.MultiActorSuspected
+	for _, p := range []string{"a.x", "b.y", "c.z"} {
+		if s, _ := one.Reconcile(series(p, attribution.StateStable, 2), th); s != nil && halfway == nil {
+			halfway = s
+		}
+	}
+	if halfway == nil {
+		t.Fatal("one at a time raised nothing: the case does not show the difference")
+	}
+	all := ident.Clone()
+	recs := []*attribution.SeriesRecord{series("a.x", attribution.StateStable, 2), series("b.y", attribution.StateStable, 2),
+		series("c.z", attribution.StateStable, 2), series("d.w", attribution.StateStable, 2)}
+	s, carrier, changed := all.ReconcileAll(recs, th)
+	if s != nil || !changed || len(all.Flagged) != 0 || all.Fired != nil || all.Suspicions != 2 || carrier == nil {
+		t.Fatalf("all at once: suspicion %+v, changed %v, record %+v", s, changed, all)
+	}
+
+	// Two enter multi_actor at once: one suspicion, carried by the one
+	// observed last.
+	s, carrier, changed = all.ReconcileAll([]*attribution.SeriesRecord{
+		series("a.x", attribution.StateMultiActor, 9), series("b.y", attribution.StateMultiActor, 5), series("c.z", attribution.StateDrifting, 7),
+	}, th)
+	if s == nil || !changed || !slices.Equal(s.Primitives, []string{"a.x", "b.y"}) || carrier.Key.Primitive != "a.x" || s.TS != 9 || all.Suspicions != 3 {
+		t.Fatalf("two at once: suspicion %+v carried by %v", s, carrier.Key)
+	}
+	// Consistent already: nothing.
+	if s, carrier, changed := all.ReconcileAll([]*attribution.SeriesRecord{series("a.x", attribution.StateMultiActor, 9)}, th); s != nil || carrier != nil || changed {
+		t.Fatalf("consistent: %+v %v %v", s, carrier, changed)
+	}
+}
