@@ -101,7 +101,7 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	db := dynamodb.NewFromConfig(setup.cfg)
 	tables := ddbstore.Tables{Observations: setup.name(observationsTable), States: setup.name(statesTable)}
 	r := &ops.Rebuilder{
-		Scanner:           db,
+		Client:            db,
 		ObservationsTable: tables.Observations,
 		StatesTable:       tables.States,
 		Store:             ddbstore.New(db, tables, 0),

@@ -121,6 +121,13 @@ func (c *checkpoint) claim(series string) bool {
 	return true
 }
 
+// seen reports whether a series is done or taken up by this run.
+func (c *checkpoint) seen(series string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done[series] || c.claimed[series]
+}
+
 // release gives a claimed series back, neither done nor failed.
 func (c *checkpoint) release(series string) {
 	c.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,27 +26,34 @@ const (
 	DefaultMaxConflicts = 8
 )
 
-// ScanAPI is the part of the DynamoDB client the Rebuilder scans with;
-// *dynamodb.Client satisfies it.
-type ScanAPI interface {
+// RebuildAPI is the part of the DynamoDB client the Rebuilder reads with
+// besides the Store: Scan to find the series in the observations table,
+// Query to list an identity's items in the states table. *dynamodb.Client
+// satisfies it.
+type RebuildAPI interface {
 	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
-var _ ScanAPI = (*dynamodb.Client)(nil)
+var _ RebuildAPI = (*dynamodb.Client)(nil)
 
 // Rebuilder recomputes every series record from its stored observations,
 // as after a change of thresholds or of the primitive registry.
 //
 // A parallel Scan of the observations table (Segments segments, reading
-// only the series key) discovers the series. Each series is then rebuilt
-// from all its observations, read with a consistent Query
-// (Store.LoadObservations), with attribution.SeriesRecord.Rebuild, and the
-// identity record is reconciled with the new state
-// (attribution.IdentityRecord.Reconcile). Record and identity record are
-// written together by one version-conditioned Store.Commit, so a rebuild
-// racing the function never loses an update: on a version conflict the
-// series is read and rebuilt again. A record that comes out identical is
-// not written.
+// only the series key) discovers the series. The first series found of an
+// identity starts the rebuild of all the identity's series (those with a
+// state item, listed by a Query, and the one found): each is rebuilt from
+// all its observations, read with a consistent Query
+// (Store.LoadObservations), with attribution.SeriesRecord.Rebuild; then
+// the identity record is reconciled with all their states at once
+// (attribution.IdentityRecord.ReconcileAll), so the multi_actor_suspected
+// rule sees the rebuilt identity, not a half-rebuilt one. The records and
+// the identity record are written by version-conditioned Store.Commit
+// calls (one, unless the identity has more series than a transaction
+// holds), so a rebuild racing the function never loses an update: on a
+// version conflict the identity is read and rebuilt again. A record that
+// comes out identical is not written.
 //
 // A state word that changes is a transition, with its state_changed event
 // (and a multi_actor_suspected event when the identity's flagged set
@@ -56,12 +64,12 @@ var _ ScanAPI = (*dynamodb.Client)(nil)
 // them later; the sequence numbers still count them.
 //
 // Memory: the set of series done (one string per series) is held, and
-// saved in the checkpoint; observations are held one series per segment
-// at a time.
+// saved in the checkpoint; observations are held one series at a time per
+// segment, records one identity at a time per segment.
 type Rebuilder struct {
-	Scanner           ScanAPI
+	Client            RebuildAPI
 	ObservationsTable string
-	StatesTable       string // for error messages
+	StatesTable       string
 	Store             attribution.Store
 	// Publisher, when set, publishes the transitions (emit) to EventBus.
 	Publisher  attribution.Publisher
@@ -80,13 +88,13 @@ type Rebuilder struct {
 	// PageSize limits the items of one Scan page; 0 lets DynamoDB fill
 	// pages of up to 1 MB.
 	PageSize int32
-	// MaxConflicts bounds the version conflicts tolerated per series.
+	// MaxConflicts bounds the version conflicts tolerated per identity.
 	// Zero means DefaultMaxConflicts.
 	MaxConflicts int
 	// OnChange, when set, is called (one call at a time) for every series
 	// whose state changes, or would in a dry run.
 	OnChange func(Change)
-	// OnProgress, when set, is called after every page and series.
+	// OnProgress, when set, is called after every page and identity.
 	OnProgress func(RebuildProgress)
 	// Sleep waits between conflict retries; nil means a timer.
 	Sleep func(context.Context, time.Duration) error
@@ -170,12 +178,19 @@ func (r *Rebuilder) Run(ctx context.Context) (RebuildResult, error) {
 	run := &rebuildRun{r: r, cp: cp, res: &res}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Series that failed in an earlier run first, by identity.
+	retry := map[string][]string{}
+	var order []string
 	for _, s := range cp.failures() {
-		key, ok := parseSeries(s)
-		if !ok || !cp.claim(s) {
-			continue
+		if key, ok := parseSeries(s); ok {
+			if _, seen := retry[key.IdentityUUID]; !seen {
+				order = append(order, key.IdentityUUID)
+			}
+			retry[key.IdentityUUID] = append(retry[key.IdentityUUID], key.Primitive)
 		}
-		if err := run.series(ctx, key); err != nil {
+	}
+	for _, id := range order {
+		if err := run.identity(ctx, id, retry[id]); err != nil {
 			return run.finish(errors.Join(err, cp.save()))
 		}
 	}
@@ -215,8 +230,8 @@ func (run *rebuildRun) finish(err error) (RebuildResult, error) {
 	return *run.res, err
 }
 
-// segment scans one segment from its checkpoint and rebuilds the series it
-// finds.
+// segment scans one segment from its checkpoint and rebuilds the
+// identities of the series it finds.
 func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 	start, finished := run.cp.segment(seg)
 	if finished {
@@ -237,25 +252,24 @@ func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		page, err := run.r.Scanner.Scan(ctx, in)
+		page, err := run.r.Client.Scan(ctx, in)
 		if err != nil {
 			return fmt.Errorf("scan segment %d of %s: %w", seg, run.r.ObservationsTable, missing(err, "table", run.r.ObservationsTable))
 		}
 		run.scanned.Add(int64(page.ScannedCount))
 		for _, item := range page.Items {
 			s, _ := item[attrSeries].(*ddbtypes.AttributeValueMemberS)
-			if s == nil {
+			if s == nil || run.cp.seen(s.Value) {
 				continue
 			}
 			key, ok := parseSeries(s.Value)
 			if !ok {
-				run.fail(attribution.SeriesKey{IdentityUUID: s.Value}, fmt.Errorf("series key %q is not identity|primitive", s.Value))
+				if run.cp.claim(s.Value) {
+					run.fail(attribution.SeriesKey{IdentityUUID: s.Value}, fmt.Errorf("series key %q is not identity|primitive", s.Value))
+				}
 				continue
 			}
-			if !run.cp.claim(s.Value) {
-				continue
-			}
-			if err := run.series(ctx, key); err != nil {
+			if err := run.identity(ctx, key.IdentityUUID, []string{key.Primitive}); err != nil {
 				return err
 			}
 		}
@@ -272,41 +286,67 @@ func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 	}
 }
 
-// series rebuilds one claimed series. It returns an error only when the
-// whole rebuild must stop; a failure of the series alone is recorded.
-func (run *rebuildRun) series(ctx context.Context, key attribution.SeriesKey) error {
-	outcome, err := run.r.rebuild(ctx, key)
+// identity rebuilds the series of an identity that nobody has taken up
+// yet: the given ones and those with a state item. It returns an error
+// only when the whole rebuild must stop.
+func (run *rebuildRun) identity(ctx context.Context, id string, seeds []string) error {
+	listed, err := listPrimitives(ctx, run.r.Client, run.r.StatesTable, id)
+	if err != nil {
+		return err
+	}
+	all := mergeSorted(listed, seeds)
+	var mine []string
+	for _, p := range all {
+		if run.cp.claim(attribution.SeriesKey{IdentityUUID: id, Primitive: p}.String()) {
+			mine = append(mine, p)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	out, err := run.r.rebuildIdentity(ctx, id, mine, all)
 	if err != nil && fatal(err) {
-		run.cp.release(key.String())
+		for _, p := range mine {
+			run.cp.release(attribution.SeriesKey{IdentityUUID: id, Primitive: p}.String())
+		}
 		return err
 	}
 	run.mu.Lock()
-	if err != nil {
-		run.res.Failed++
-		run.res.Failures = append(run.res.Failures, SeriesFailure{Key: key, Err: err})
+	for _, p := range mine {
+		key := attribution.SeriesKey{IdentityUUID: id, Primitive: p}
+		ferr := out.failures[p]
+		if ferr == nil && err != nil {
+			ferr = err // the whole identity failed
+		}
+		if ferr != nil {
+			run.res.Failed++
+			run.res.Failures = append(run.res.Failures, SeriesFailure{Key: key, Err: ferr})
+		}
+		if out.examined[p] {
+			run.res.Series++
+		}
 	}
-	if outcome.examined {
-		run.res.Series++
-	}
-	if outcome.change != nil {
+	for _, c := range out.changes {
 		run.res.Changed++
-		if outcome.change.Transition {
+		if c.Transition {
 			run.res.Transitions++
 		}
 		if run.r.OnChange != nil {
-			run.r.OnChange(*outcome.change)
+			run.r.OnChange(c)
 		}
 	}
-	if outcome.suspicion {
+	if out.suspicion {
 		run.res.Suspicions++
 	}
-	run.res.Published += outcome.published
+	run.res.Published += out.published
 	run.mu.Unlock()
 	run.progress()
-	if run.r.DryRun {
-		return nil
+	var errs []error
+	for _, p := range mine {
+		ok := out.failures[p] == nil && err == nil
+		errs = append(errs, run.cp.finish(attribution.SeriesKey{IdentityUUID: id, Primitive: p}.String(), ok))
 	}
-	return run.cp.finish(key.String(), err == nil)
+	return errors.Join(errs...)
 }
 
 func (run *rebuildRun) fail(key attribution.SeriesKey, err error) {
@@ -327,15 +367,16 @@ func (run *rebuildRun) progress() {
 	run.r.OnProgress(p)
 }
 
-// seriesOutcome is what rebuilding one series did.
-type seriesOutcome struct {
-	examined  bool
-	change    *Change
+// identityOutcome is what rebuilding one identity did.
+type identityOutcome struct {
+	examined  map[string]bool  // primitives rebuilt (or examined, dry)
+	failures  map[string]error // primitives that could not be rebuilt
+	changes   []Change
 	suspicion bool
 	published int
 }
 
-// seriesError marks an error that concerns one series only.
+// seriesError marks an error that concerns some series only.
 type seriesError struct{ err error }
 
 func (e *seriesError) Error() string { return e.err.Error() }
@@ -347,106 +388,205 @@ func fatal(err error) bool {
 	return !errors.As(err, &s)
 }
 
-// rebuild rebuilds, commits and (with a Publisher) publishes one series.
-func (r *Rebuilder) rebuild(ctx context.Context, key attribution.SeriesKey) (seriesOutcome, error) {
-	var out seriesOutcome
-	kind := r.Registry.Kind(key.Primitive)
+// rebuildIdentity rebuilds the series mine of an identity (all lists every
+// series of it), reconciles the identity record with all their states,
+// commits and, with a Publisher, publishes. An error that is a
+// *seriesError concerns all of mine; other errors stop the rebuild.
+func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []string) (identityOutcome, error) {
 	maxConflicts := r.MaxConflicts
 	if maxConflicts <= 0 {
 		maxConflicts = DefaultMaxConflicts
 	}
 	for conflicts := 0; ; conflicts++ {
-		recs, err := r.Store.LoadSeries(ctx, key.IdentityUUID, []string{key.Primitive}, true)
+		out := identityOutcome{examined: map[string]bool{}, failures: map[string]error{}}
+		// The identity record first: if another writer changes a record
+		// read below, the flags it writes make this commit conflict.
+		var ident *attribution.IdentityRecord
+		if !r.DryRun {
+			var err error
+			if ident, err = r.Store.LoadIdentity(ctx, id, true); err != nil {
+				return out, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.StatesTable))
+			}
+			ident.IdentityUUID = id
+		}
+		recs, err := r.Store.LoadSeries(ctx, id, all, true)
 		if err != nil {
-			return out, fmt.Errorf("read record %s: %w", key, missing(err, "table", r.StatesTable))
+			return out, fmt.Errorf("read records of identity %s: %w", id, missing(err, "table", r.StatesTable))
 		}
-		rec := recs[key.Primitive]
-		if rec == nil {
-			rec = attribution.NewSeriesRecord(key, kind, r.Thresholds)
+		before := map[string]string{}
+		lastPosition := map[string]int64{}
+		for p, rec := range recs {
+			rec.Key = attribution.SeriesKey{IdentityUUID: id, Primitive: p}
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return out, fmt.Errorf("encode record %s: %w", rec.Key, err)
+			}
+			before[p], lastPosition[p] = string(b), rec.NextPosition
 		}
-		rec.Key = key
-		observations, err := r.Store.LoadObservations(ctx, key)
-		if err != nil {
-			return out, fmt.Errorf("read observations of %s: %w", key, missing(err, "table", r.ObservationsTable))
-		}
-		if len(observations) == 0 {
-			return out, nil // expired since the scan saw it
-		}
-		out.examined = true
-		before, err := json.Marshal(rec)
-		if err != nil {
-			return out, fmt.Errorf("encode record %s: %w", key, err)
-		}
-		var old *attribution.State
-		if rec.Current != nil {
-			o := *rec.Current
-			old = &o
-		}
-		lastPosition := rec.NextPosition
-		ev, err := rec.Rebuild(kind, observations, r.Thresholds)
-		if err != nil {
-			return out, &seriesError{fmt.Errorf("rebuild: %w", err)}
-		}
-		if changed(old, rec.Current) {
-			out.change = &Change{Key: key, Old: old, New: *rec.Current, Transition: ev != nil}
+		for _, p := range mine {
+			key := attribution.SeriesKey{IdentityUUID: id, Primitive: p}
+			kind := r.Registry.Kind(p)
+			observations, err := r.Store.LoadObservations(ctx, key)
+			if err != nil {
+				return out, fmt.Errorf("read observations of %s: %w", key, missing(err, "table", r.ObservationsTable))
+			}
+			if len(observations) == 0 {
+				continue // none left (expired): the record stays as it is
+			}
+			rec := recs[p]
+			if rec == nil {
+				rec = attribution.NewSeriesRecord(key, kind, r.Thresholds)
+			}
+			var old *attribution.State
+			if rec.Current != nil {
+				o := *rec.Current
+				old = &o
+			}
+			ev, err := rec.Rebuild(kind, observations, r.Thresholds)
+			if err != nil {
+				out.failures[p] = fmt.Errorf("rebuild: %w", err)
+				continue
+			}
+			recs[p] = rec
+			out.examined[p] = true
+			if changed(old, rec.Current) {
+				out.changes = append(out.changes, Change{Key: key, Old: old, New: *rec.Current, Transition: ev != nil})
+			}
 		}
 		if r.DryRun {
 			return out, nil
 		}
-		ident, err := r.Store.LoadIdentity(ctx, key.IdentityUUID, true)
-		if err != nil {
-			return out, fmt.Errorf("read identity record %s: %w", key.IdentityUUID, missing(err, "table", r.StatesTable))
+		list := make([]*attribution.SeriesRecord, 0, len(recs))
+		for _, p := range all {
+			if rec := recs[p]; rec != nil {
+				list = append(list, rec)
+			}
 		}
-		ident.IdentityUUID = key.IdentityUUID
-		suspicion, identChanged := ident.Reconcile(rec, r.Thresholds)
+		suspicion, carrier, identChanged := ident.ReconcileAll(list, r.Thresholds)
 		if suspicion != nil {
-			if err := rec.Enqueue(suspicion); err != nil {
+			if err := carrier.Enqueue(suspicion); err != nil {
 				return out, err
 			}
+			out.suspicion = true
 		}
-		if r.Publisher == nil {
-			kept := rec.Outbox[:0]
-			for _, e := range rec.Outbox {
-				if e.Position <= lastPosition {
-					kept = append(kept, e)
+		var touched []*attribution.SeriesRecord
+		for _, rec := range list {
+			if r.Publisher == nil {
+				// Nothing is to publish what this rebuild queued.
+				kept := rec.Outbox[:0]
+				for _, e := range rec.Outbox {
+					if e.Position <= lastPosition[rec.Key.Primitive] {
+						kept = append(kept, e)
+					}
 				}
+				rec.Outbox = kept
 			}
-			rec.Outbox = kept
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return out, fmt.Errorf("encode record %s: %w", rec.Key, err)
+			}
+			if string(b) != before[rec.Key.Primitive] {
+				touched = append(touched, rec)
+			}
 		}
-		after, err := json.Marshal(rec)
+		err = r.commit(ctx, touched, ident, identChanged)
+		if errors.Is(err, attribution.ErrVersionConflict) {
+			if conflicts >= maxConflicts {
+				return out, &seriesError{fmt.Errorf("gave up after %d version conflicts: %w", conflicts+1, err)}
+			}
+			if err := r.sleep(ctx, conflictBackoff(conflicts+1)); err != nil {
+				return out, err
+			}
+			continue
+		}
 		if err != nil {
-			return out, fmt.Errorf("encode record %s: %w", key, err)
+			return out, err
 		}
-		if string(before) != string(after) || identChanged {
-			c := &attribution.Commit{Series: []*attribution.SeriesRecord{rec}}
-			if identChanged {
-				c.Identity = ident
-			}
-			err := r.Store.Commit(ctx, c)
-			if errors.Is(err, attribution.ErrVersionConflict) {
-				if conflicts >= maxConflicts {
-					return out, &seriesError{fmt.Errorf("gave up after %d version conflicts: %w", conflicts+1, err)}
-				}
-				if err := r.sleep(ctx, conflictBackoff(conflicts+1)); err != nil {
+		if r.Publisher != nil {
+			for _, rec := range list {
+				n, err := r.publish(ctx, rec)
+				out.published += n
+				if err != nil && fatal(err) {
 					return out, err
 				}
-				continue
-			}
-			if err != nil {
-				return out, fmt.Errorf("write record %s: %w", key, missing(err, "table", r.StatesTable))
-			}
-			rec.Version++
-		}
-		out.suspicion = suspicion != nil
-		if r.Publisher != nil {
-			n, err := r.publish(ctx, rec)
-			out.published = n
-			if err != nil {
-				return out, err
+				if err != nil {
+					out.failures[rec.Key.Primitive] = err
+				}
 			}
 		}
 		return out, nil
 	}
+}
+
+// commit writes the touched records and, if it changed, the identity
+// record: in one transaction when they fit, else in several with the
+// identity record in the last.
+func (r *Rebuilder) commit(ctx context.Context, touched []*attribution.SeriesRecord, ident *attribution.IdentityRecord, identChanged bool) error {
+	for len(touched) > 0 || identChanged {
+		c := &attribution.Commit{}
+		n := min(len(touched), attribution.MaxCommitItems-1)
+		c.Series, touched = touched[:n], touched[n:]
+		if len(touched) == 0 && identChanged {
+			c.Identity = ident
+			identChanged = false
+		}
+		if err := r.Store.Commit(ctx, c); err != nil {
+			if errors.Is(err, attribution.ErrVersionConflict) {
+				return err
+			}
+			return fmt.Errorf("write records of identity %s: %w", ident.IdentityUUID, missing(err, "table", r.StatesTable))
+		}
+		for _, rec := range c.Series {
+			rec.Version++
+		}
+		if c.Identity != nil {
+			c.Identity.Version++
+		}
+	}
+	return nil
+}
+
+// listPrimitives lists the primitives with a state item under an identity,
+// sorted, with a keys-only Query (the identity's own item left out).
+func listPrimitives(ctx context.Context, client interface {
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}, table, identityUUID string) ([]string, error) {
+	in := &dynamodb.QueryInput{
+		TableName:                 aws.String(table),
+		KeyConditionExpression:    aws.String("#id = :id"),
+		ProjectionExpression:      aws.String("#p"),
+		ExpressionAttributeNames:  map[string]string{"#id": attrIdentity, "#p": attrPrimitive},
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":id": &ddbtypes.AttributeValueMemberS{Value: identityUUID}},
+		ConsistentRead:            aws.Bool(true),
+	}
+	var out []string
+	for {
+		page, err := client.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list states of identity %s: %w", identityUUID, missing(err, "table", table))
+		}
+		for _, item := range page.Items {
+			if p, ok := item[attrPrimitive].(*ddbtypes.AttributeValueMemberS); ok && p.Value != identityItem {
+				out = append(out, p.Value)
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			slices.Sort(out)
+			return out, nil
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
+}
+
+// mergeSorted returns the sorted union of a sorted list and more.
+func mergeSorted(sorted, more []string) []string {
+	out := slices.Clone(sorted)
+	for _, s := range more {
+		if i, found := slices.BinarySearch(out, s); !found {
+			out = slices.Insert(out, i, s)
+		}
+	}
+	return out
 }
 
 // publish sends a record's pending events and acknowledges the prefix the

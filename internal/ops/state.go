@@ -3,7 +3,6 @@ package ops
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -84,7 +83,7 @@ func (r *StateReader) Attacker(ctx context.Context, attackerUUID string) (*Ident
 // Identity returns the states of an identity. An identity with no state
 // in the table is an error with code attribution.ENOTFOUND.
 func (r *StateReader) Identity(ctx context.Context, identityUUID string) (*IdentityStates, error) {
-	primitives, err := r.primitives(ctx, identityUUID)
+	primitives, err := listPrimitives(ctx, r.Client, r.Tables.States, identityUUID)
 	if err != nil {
 		return nil, err
 	}
@@ -125,33 +124,4 @@ func (r *StateReader) Identity(ctx context.Context, identityUUID string) (*Ident
 		res.States = append(res.States, s)
 	}
 	return res, nil
-}
-
-// primitives lists the primitives with a state item under the identity,
-// sorted, with a keys-only Query.
-func (r *StateReader) primitives(ctx context.Context, identityUUID string) ([]string, error) {
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(r.Tables.States),
-		KeyConditionExpression:    aws.String("#id = :id"),
-		ProjectionExpression:      aws.String("#p"),
-		ExpressionAttributeNames:  map[string]string{"#id": attrIdentity, "#p": attrPrimitive},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":id": &ddbtypes.AttributeValueMemberS{Value: identityUUID}},
-	}
-	var out []string
-	for {
-		page, err := r.Client.Query(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list states of identity %s: %w", identityUUID, missing(err, "table", r.Tables.States))
-		}
-		for _, item := range page.Items {
-			if p, ok := item[attrPrimitive].(*ddbtypes.AttributeValueMemberS); ok && p.Value != identityItem {
-				out = append(out, p.Value)
-			}
-		}
-		if len(page.LastEvaluatedKey) == 0 {
-			sort.Strings(out)
-			return out, nil
-		}
-		in.ExclusiveStartKey = page.LastEvaluatedKey
-	}
 }
