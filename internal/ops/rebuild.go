@@ -546,11 +546,14 @@ func (r *Rebuilder) commit(ctx context.Context, touched []*attribution.SeriesRec
 	return nil
 }
 
+// queryAPI is the DynamoDB client's Query.
+type queryAPI interface {
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
 // listPrimitives lists the primitives with a state item under an identity,
 // sorted, with a keys-only Query (the identity's own item left out).
-func listPrimitives(ctx context.Context, client interface {
-	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
-}, table, identityUUID string) ([]string, error) {
+func listPrimitives(ctx context.Context, client queryAPI, table, identityUUID string) ([]string, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(table),
 		KeyConditionExpression:    aws.String("#id = :id"),
@@ -624,7 +627,7 @@ func (r *Rebuilder) publish(ctx context.Context, rec *attribution.SeriesRecord) 
 		}
 	}
 	if perr != nil {
-		return accepted, &seriesError{fmt.Errorf("publish: %w (they stay in the outbox)", perr)}
+		return accepted, &seriesError{fmt.Errorf("publish: %w (those to retry stay in the outbox)", perr)}
 	}
 	return accepted, nil
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/devstack"
@@ -386,4 +389,65 @@ func TestRebuildStopsOnMissingTable(t *testing.T) {
 	if !errors.As(err, &missing) || missing.Name != "no-such-table" || missing.Kind != "table" {
 		t.Fatalf("error %v", err)
 	}
+}
+
+// interferingStore lets the function write an observation of the series
+// being rebuilt just before the rebuild's first commit.
+type interferingStore struct {
+	attribution.Store
+	once      sync.Once
+	interfere func(c *attribution.Commit)
+	mu        sync.Mutex
+	conflicts int
+}
+
+func (s *interferingStore) Commit(ctx context.Context, c *attribution.Commit) error {
+	s.once.Do(func() { s.interfere(c) })
+	err := s.Store.Commit(ctx, c)
+	if errors.Is(err, attribution.ErrVersionConflict) {
+		s.mu.Lock()
+		s.conflicts++
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func TestRebuildRetriesWhenTheFunctionWritesMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	bodies := testStream(1, 6, 21)
+	mustProcess(t, e, bodies, attribution.DefaultThresholds())
+	var extra []byte
+	var interfereErr error
+	store := &interferingStore{Store: e.store}
+	store.interfere = func(c *attribution.Commit) { // on a segment's goroutine: no t.Fatal here
+		rec := c.Series[0]
+		extra, _ = json.Marshal(map[string]any{
+			"attacker_uuid": rec.AttackerUUID, "primitive": rec.Key.Primitive, "evidence_ref": "late",
+			"ts": rec.Current.LastObservationTS + 10, "value": map[bool]any{true: 31000, false: "pasted"}[rec.Key.Primitive == "toolchain.c2.beacon_interval_ms"],
+		})
+		p := &attribution.Processor{Store: e.store, Identities: e.store, Publisher: &recorder{},
+			Registry: attribution.BuiltinRegistry(), Thresholds: attribution.DefaultThresholds(),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		interfereErr = p.Process(context.Background(), []attribution.Message{{ID: "late", Body: extra}})[0]
+	}
+	r := &ops.Rebuilder{
+		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
+		Store: store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), Segments: 1,
+		Sleep: func(context.Context, time.Duration) error { return nil },
+	}
+	res, err := r.Run(context.Background())
+	if err != nil || len(res.Failures) != 0 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if interfereErr != nil {
+		t.Fatal(interfereErr)
+	}
+	if store.conflicts == 0 || extra == nil {
+		t.Fatal("the concurrent write caused no conflict: the test does not test the retry")
+	}
+	want := replayStates(t, append(bodies, extra), majority3())
+	c := &rebuildCase{env: e}
+	c.checkTable(t, "after a conflict", want)
+	c.checkFlags(t, "after a conflict", want)
 }
