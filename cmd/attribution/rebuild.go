@@ -40,9 +40,10 @@ lines and writes nothing at all.
 
 A changed state word is a transition. With --emit its state_changed event
 (and a multi_actor_suspected event when the identity's flagged set changes)
-is published to the event bus, as the function publishes it. Without --emit
-nothing is published, now or later; the events' sequence numbers still
-count the transitions.
+is published to the event bus, as the function publishes it, along with any
+event an outbox still held. Without --emit the rebuild's events are never
+published (their sequence numbers still count), and events the outboxes held
+before stay there for the function to publish.
 
 Progress is saved in --checkpoint FILE: where each scan segment stands and
 which series are done. Run the same command again after an interruption to
