@@ -171,7 +171,7 @@ func (s *Sender) Send(ctx context.Context, in io.Reader) (SendResult, error) {
 			break
 		}
 		if err := ctx.Err(); err != nil {
-			res.Unsent = append(res.Unsent, unsent(batch, "", "not sent: "+err.Error())...)
+			res.Unsent = append(res.Unsent, unsent(batch, "", err.Error())...)
 			return res, err
 		}
 	}
@@ -236,7 +236,7 @@ func (s *Sender) sendBatch(ctx context.Context, batch []sendEntry, res *SendResu
 	for attempt := 1; len(pending) > 0; attempt++ {
 		if attempt > 1 {
 			if err := s.sleep(ctx, s.backoff(attempt-1)); err != nil {
-				problems = append(problems, unsent(pending, "", "not sent: "+err.Error())...)
+				problems = append(problems, unsent(pending, "", err.Error())...)
 				return err
 			}
 		}
@@ -250,7 +250,7 @@ func (s *Sender) sendBatch(ctx context.Context, batch []sendEntry, res *SendResu
 		out, err := s.Client.SendMessageBatch(ctx, in)
 		if err != nil {
 			err = missing(err, "queue", s.QueueURL)
-			problems = append(problems, unsent(pending, "", "not sent: "+err.Error())...)
+			problems = append(problems, unsent(pending, "", err.Error())...)
 			return fmt.Errorf("send lines %d to %d: %w", pending[0].line, pending[len(pending)-1].line, err)
 		}
 		for _, ok := range out.Successful {
