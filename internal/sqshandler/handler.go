@@ -77,6 +77,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			}
 		}
 	}
+	h.Logger.InfoContext(ctx, "batch processed",
+		"messages", len(ev.Records), "retry", len(resp.BatchItemFailures), "rejected", len(letters))
 	if h.Metrics != nil {
 		if err := h.Metrics.Flush(); err != nil {
 			h.Logger.WarnContext(ctx, "flush metrics", "error", err.Error())
