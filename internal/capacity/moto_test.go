@@ -1,87 +1,28 @@
 package capacity_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/capacity"
 )
 
-// mustStartMoto starts a moto server on a free loopback port, waits until it
-// accepts connections, and stops it when the test ends. It fails the test if
-// python3 or moto is missing or the server does not come up.
-func mustStartMoto(tb testing.TB) string {
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// mustMeteredClient returns a DynamoDB client for the shared moto server
+// with the meter attached, and the meter.
+func mustMeteredClient(tb testing.TB) (*dynamodb.Client, *capacity.Meter) {
 	tb.Helper()
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		tb.Fatalf("moto server needs python3 on PATH: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
-	}
-	addr := l.Addr().String()
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		tb.Fatalf("release port %d: %v", port, err)
-	}
-
-	var output bytes.Buffer
-	cmd := exec.Command(python, "-m", "moto.server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Stdout = &output
-	cmd.Stderr = &output
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start moto server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			tb.Fatalf("moto server exited before answering (%v); is moto installed (python3 -m pip install 'moto[server]')?\n%s", err, output.String())
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			_ = conn.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("moto server on %s did not answer within 30s: %v\n%s", addr, err, output.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// mustMeteredClient returns a DynamoDB client pointed at endpoint with the
-// meter attached, and the meter.
-func mustMeteredClient(tb testing.TB, endpoint string) (*dynamodb.Client, *capacity.Meter) {
-	tb.Helper()
-	cfg := aws.Config{
-		Region:       "us-east-1",
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		BaseEndpoint: aws.String(endpoint),
-	}
+	cfg := awstest.Moto(tb).Config()
 	meter := capacity.New(dynamodb.NewFromConfig(cfg))
 	return dynamodb.NewFromConfig(cfg, meter.Option()), meter
 }
@@ -131,8 +72,8 @@ func expectUsage(tb testing.TB, meter *capacity.Meter, op string, want capacity.
 
 func TestMeterAgainstMoto(t *testing.T) {
 	ctx := context.Background()
-	client, meter := mustMeteredClient(t, mustStartMoto(t))
-	const table = "capacity-meter"
+	client, meter := mustMeteredClient(t)
+	table := awstest.UniqueName("capacity-meter-")
 
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: aws.String(table),

@@ -1,121 +1,32 @@
 package esm_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"decnet-attribution/internal/awstest"
 )
 
-// motoServer is one moto server shared by the package's tests, started on
-// first use and stopped by TestMain.
-var motoServer struct {
-	once     sync.Once
-	endpoint string
-	cmd      *exec.Cmd
-	exited   chan error // receives cmd.Wait's result
-	err      error
-}
+func TestMain(m *testing.M) { awstest.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if cmd := motoServer.cmd; cmd != nil {
-		_ = cmd.Process.Kill()
-		<-motoServer.exited
-	}
-	os.Exit(code)
-}
-
-// mustMotoEndpoint returns the endpoint of the shared moto server, starting
-// it if needed, and fails the test if it cannot run.
+// mustMotoEndpoint returns the endpoint of the moto server shared by the
+// package's tests, starting it if needed; the test fails if it cannot run.
 func mustMotoEndpoint(tb testing.TB) string {
 	tb.Helper()
-	motoServer.once.Do(func() {
-		var err error
-		for range 3 { // a port picked free may be taken before moto binds it
-			if err = startMoto(); err == nil {
-				return
-			}
-		}
-		motoServer.err = err
-	})
-	if motoServer.err != nil {
-		tb.Fatalf("moto server did not start: %v", motoServer.err)
-	}
-	return motoServer.endpoint
-}
-
-func startMoto() error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	out := &bytes.Buffer{}
-	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.WaitDelay = 2 * time.Second // do not hang on output pipes after a kill
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start python3 -m moto.server: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("moto server exited (%v): %s", err, out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		resp, err := http.Get(endpoint + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				motoServer.endpoint, motoServer.cmd, motoServer.exited = endpoint, cmd, exited
-				return nil
-			}
-		}
-	}
-	_ = cmd.Process.Kill()
-	<-exited
-	return fmt.Errorf("moto server not ready on %s after 30s: %s", endpoint, out.String())
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return awstest.Moto(tb).Endpoint
 }
 
 // mustSQSClient returns an SQS client for the shared moto server.
 func mustSQSClient(tb testing.TB) *sqs.Client {
 	tb.Helper()
-	endpoint := mustMotoEndpoint(tb)
-	return sqs.New(sqs.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-	})
+	return sqs.NewFromConfig(awstest.Moto(tb).Config())
 }
-
-var queueSeq atomic.Int64
 
 // testQueue is a source queue, with its dead-letter queue if it has one.
 type testQueue struct {
@@ -128,7 +39,7 @@ type testQueue struct {
 func mustQueue(tb testing.TB, client *sqs.Client, maxReceiveCount int) testQueue {
 	tb.Helper()
 	ctx := context.Background()
-	name := fmt.Sprintf("esm-%d-%d", time.Now().UnixNano(), queueSeq.Add(1))
+	name := awstest.UniqueName("esm-")
 	var q testQueue
 	attrs := map[string]string{"VisibilityTimeout": "1"}
 	if maxReceiveCount > 0 {

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/eventbus"
 )
 
@@ -28,8 +28,11 @@ type routedBus struct {
 	sqs      *sqs.Client
 }
 
-func mustRoutedBus(tb testing.TB, ctx context.Context, eb *eventbridge.Client, sq *sqs.Client, name string) routedBus {
+// mustRoutedBus creates a routed bus named prefix plus a random suffix, so
+// that it is the test's own on the shared moto server.
+func mustRoutedBus(tb testing.TB, ctx context.Context, eb *eventbridge.Client, sq *sqs.Client, prefix string) routedBus {
 	tb.Helper()
+	name := awstest.UniqueName(prefix + "-")
 	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(name)}); err != nil {
 		tb.Fatalf("create event bus %s: %v", name, err)
 	}
@@ -161,11 +164,10 @@ func mustDomainEvents(tb testing.TB, n int) []attribution.Event {
 }
 
 func TestPublishThroughMoto(t *testing.T) {
-	endpoint := mustStartMoto(t)
+	srv := awstest.Moto(t)
 	ctx := context.Background()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
-	eb := newSDKClient(endpoint)
-	sq := sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	eb := newSDKClient(srv.Endpoint)
+	sq := sqs.NewFromConfig(srv.Config())
 
 	t.Run("23 events reach the queue", func(t *testing.T) {
 		bus := mustRoutedBus(t, ctx, eb, sq, "attribution-23")

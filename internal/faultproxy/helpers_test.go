@@ -2,8 +2,6 @@ package faultproxy_test
 
 import (
 	"context"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,8 +12,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/faultproxy"
 )
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// mustMoto returns the base URL of the moto server shared by the tests of
+// this package, starting it if needed; the test fails if it cannot run.
+func mustMoto(tb testing.TB) string {
+	tb.Helper()
+	return awstest.Moto(tb).Endpoint
+}
 
 // clients are SDK clients bound to one endpoint, with retries off so that
 // every fault surfaces.
@@ -54,12 +62,10 @@ func mustProxy(tb testing.TB, upstream string, seed int64, rules ...faultproxy.R
 	return p
 }
 
-var nameSeq atomic.Int64
-
 // uniqueName returns a resource name no other test uses against the shared
 // moto server.
 func uniqueName(prefix string) string {
-	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e9, nameSeq.Add(1))
+	return awstest.UniqueName(prefix + "-")
 }
 
 func testContext(tb testing.TB) context.Context {
