@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
+)
+
+// HistoryLoader stores prior history directly, without the handler: the
+// identities of a workload's attackers, the series records built from
+// whole series, and the observation items themselves.
+type HistoryLoader struct {
+	Client     *dynamodb.Client // not metered
+	Tables     ddbstore.Tables
+	Registry   attribution.Registry
+	Thresholds attribution.Thresholds
+	// ObservationTTL is the store's TTL (it adds expires_at to items).
+	ObservationTTL time.Duration
+}
+
+// Load stores sessions 1..h of each series of w: the attacker's identity
+// (as a first sighting stores it), the series record built from all h
+// points with attribution.NewSeries, settled and acknowledged as a record
+// that has published its events; and, for the series in withItems, the h
+// observation items, encoded by ddbstore.Store.Commit and written with
+// BatchWriteItem (history is not the traffic being measured, and writing
+// it through transactions is slow on a local emulator).
+func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h int, withItems map[Series]bool) error {
+	store := ddbstore.New(l.Client, l.Tables, l.ObservationTTL)
+	bulk := ddbstore.New(bulkClient{l.Client}, l.Tables, l.ObservationTTL)
+	attackers := map[int]bool{}
+	for _, s := range series {
+		if attackers[s.Attacker] {
+			continue
+		}
+		attackers[s.Attacker] = true
+		if _, err := store.Identity(ctx, w.Attacker(s.Attacker), w.Identity(s.Attacker)); err != nil {
+			return err
+		}
+	}
+	if err := l.loadItems(ctx, bulk, w, series, h, withItems); err != nil {
+		return err
+	}
+	var records []*attribution.SeriesRecord
+	for _, s := range series {
+		key := w.Key(s)
+		obs := w.History(s, h)
+		kind := l.Registry.Kind(key.Primitive)
+		points := make([]attribution.Point, len(obs))
+		for i, o := range obs {
+			points[i] = o.Point()
+		}
+		rec := attribution.NewSeriesRecord(key, kind, l.Thresholds)
+		rec.Series = attribution.NewSeries(kind, points, l.Thresholds)
+		if _, err := rec.Settle(rec.Series.State(l.Thresholds), w.Attacker(s.Attacker)); err != nil {
+			return fmt.Errorf("history record of %s: %w", key, err)
+		}
+		records = append(records, rec)
+	}
+	for start := 0; start < len(records); start += attribution.MaxCommitItems {
+		c := &attribution.Commit{Series: records[start:min(len(records), start+attribution.MaxCommitItems)]}
+		if err := store.Commit(ctx, c); err != nil {
+			return fmt.Errorf("history records: %w", err)
+		}
+	}
+	for _, rec := range records {
+		if err := store.Ack(ctx, rec.Key, rec.NextPosition); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadWorkers write observation items concurrently: the emulator is
+// mostly busy with one request while the next is being encoded.
+const loadWorkers = 4
+
+// loadItems writes the h observation items of each series in withItems.
+func (l *HistoryLoader) loadItems(ctx context.Context, bulk *ddbstore.Store, w Workload, series []Series, h int, withItems map[Series]bool) error {
+	work := make(chan Series)
+	errs := make(chan error, loadWorkers)
+	var wg sync.WaitGroup
+	for range loadWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range work {
+				key := w.Key(s)
+				obs := w.History(s, h)
+				for start := 0; start < len(obs); start += attribution.MaxCommitItems {
+					c := &attribution.Commit{}
+					for _, o := range obs[start:min(len(obs), start+attribution.MaxCommitItems)] {
+						c.Observations = append(c.Observations, attribution.ObservationWrite{Key: key, Observation: o})
+					}
+					if err := bulk.Commit(ctx, c); err != nil {
+						errs <- fmt.Errorf("history of %s: %w", key, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, s := range series {
+		if !withItems[s] {
+			continue
+		}
+		select {
+		case work <- s:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	select {
+	case err = <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// bulkClient is a ddbstore.Client that writes a transaction made only of
+// puts as unconditional BatchWriteItem requests: the items are exactly
+// those the store encodes, without the transaction.
+type bulkClient struct {
+	*dynamodb.Client
+}
+
+// batchWriteLimit is the most requests one BatchWriteItem takes.
+const batchWriteLimit = 25
+
+func (c bulkClient) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	var puts []*types.Put
+	for _, a := range in.TransactItems {
+		if a.Put == nil {
+			return c.Client.TransactWriteItems(ctx, in, opts...)
+		}
+		puts = append(puts, a.Put)
+	}
+	for start := 0; start < len(puts); start += batchWriteLimit {
+		request := map[string][]types.WriteRequest{}
+		for _, p := range puts[start:min(len(puts), start+batchWriteLimit)] {
+			request[*p.TableName] = append(request[*p.TableName], types.WriteRequest{PutRequest: &types.PutRequest{Item: p.Item}})
+		}
+		for attempt := 0; len(request) > 0; attempt++ {
+			if attempt > 10 {
+				return nil, fmt.Errorf("batch write: items still unprocessed after %d attempts", attempt)
+			}
+			out, err := c.Client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: request}, opts...)
+			if err != nil {
+				return nil, fmt.Errorf("batch write: %w", err)
+			}
+			request = out.UnprocessedItems
+		}
+	}
+	return &dynamodb.TransactWriteItemsOutput{}, nil
+}
+
+// Key attributes of the tables (the shared table contract).
+const (
+	attrIdentity    = "identity_uuid"
+	attrPrimitive   = "primitive"
+	attrSeries      = "series"
+	attrEvidenceRef = "evidence_ref"
+)
+
+func stateKey(k attribution.SeriesKey) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		attrIdentity:  &types.AttributeValueMemberS{Value: k.IdentityUUID},
+		attrPrimitive: &types.AttributeValueMemberS{Value: k.Primitive},
+	}
+}
+
+func observationKey(k attribution.SeriesKey, ref string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		attrSeries:      &types.AttributeValueMemberS{Value: k.String()},
+		attrEvidenceRef: &types.AttributeValueMemberS{Value: ref},
+	}
+}
