@@ -68,7 +68,14 @@ lint:
 	cfn-lint template.yaml
 
 # ---- bench ------------------------------------------------------------------
-# (bench target: to be added here)
+# Cost per observation of the incremental and full-recompute designs against
+# prior history (DynamoDB requests and units, EventBridge entries, handler
+# CPU), bootstrap size and init under the emulator. Prints the tables and
+# the targets; writes bench/results.json, bench/cost-per-observation.png and
+# bench/COST.md. A few minutes on two cores.
+.PHONY: bench
+bench: tools
+	go run ./cmd/bench -out bench
 
 # ---- chaos ------------------------------------------------------------------
 # (chaos target: to be added here)
