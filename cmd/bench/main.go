@@ -6,6 +6,8 @@
 //
 // It prints the tables and the targets' status, and writes
 // <out>/results.json, <out>/cost-per-observation.png and <out>/COST.md.
+// With -from results.json it renders those again from saved figures
+// without measuring (after a change to the cost model, say).
 package main
 
 import (
@@ -42,6 +44,7 @@ func run() error {
 	noFootprint := flag.Bool("no-footprint", false, "skip the builds and the emulator")
 	rie := flag.String("rie", "", "Runtime Interface Emulator (default .local/bin/aws-lambda-rie)")
 	quiet := flag.Bool("q", false, "no progress lines")
+	from := flag.String("from", "", "re-render the tables, chart and COST.md from a results.json instead of measuring")
 	flag.Parse()
 
 	root, err := repoRoot()
@@ -66,6 +69,23 @@ func run() error {
 	cfg.Logf = logf
 	if *rie == "" {
 		*rie = filepath.Join(root, ".local", "bin", "aws-lambda-rie")
+	}
+
+	dir := *out
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err != nil {
+			return err
+		}
+		var saved bench.Report
+		if err := json.Unmarshal(b, &saved); err != nil {
+			return fmt.Errorf("%s: %w", *from, err)
+		}
+		res := &bench.Results{Rows: saved.Rows, ColdRows: saved.ColdRows, BurstRows: saved.BurstRows, ItemSizes: saved.ItemSizes, Notes: saved.Notes}
+		return write(dir, *out, bench.NewReport(res, saved.Footprint, saved.GeneratedAt), time.Now())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -109,14 +129,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	rep := bench.NewReport(res, fp, time.Now().UTC().Format(time.RFC3339))
+	return write(dir, *out, bench.NewReport(res, fp, time.Now().UTC().Format(time.RFC3339)), started)
+}
+
+// write prints the report and writes results.json, the chart and COST.md
+// into dir (shown as out).
+func write(dir, out string, rep *bench.Report, started time.Time) error {
 	fmt.Println()
 	bench.WriteReport(os.Stdout, rep)
-
-	dir := *out
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -133,8 +153,8 @@ func run() error {
 	if err := writeFile(filepath.Join(dir, "COST.md"), func(f *os.File) error { bench.WriteCostMarkdown(f, rep); return nil }); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s, %s and %s in %s\n", filepath.Join(*out, "results.json"), filepath.Join(*out, "cost-per-observation.png"),
-		filepath.Join(*out, "COST.md"), time.Since(started).Round(time.Second))
+	fmt.Printf("\nwrote %s, %s and %s in %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "cost-per-observation.png"),
+		filepath.Join(out, "COST.md"), time.Since(started).Round(time.Second))
 	return nil
 }
 

@@ -102,7 +102,7 @@ func num(x float64) string {
 	switch {
 	case x == 0:
 		return "0"
-	case x >= 100:
+	case x >= 100 || (x >= 10 && x == math.Trunc(x)):
 		return fmt.Sprintf("%.0f", x)
 	case x >= 10:
 		return fmt.Sprintf("%.1f", x)
