@@ -482,18 +482,26 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 		}
 		acked[k] = e.Position
 	}
+	// The acks are independent writes: send them together, so the batch
+	// waits for one round trip rather than one per series.
+	var wg sync.WaitGroup
 	for _, k := range touched {
 		pos, ok := acked[k]
 		if !ok {
 			continue
 		}
-		if err := p.Store.Ack(ctx, k, pos); err != nil {
-			// Harmless: the events go out again, with the same IDs.
-			p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
-			continue
-		}
-		p.cache.ack(k, pos)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Store.Ack(ctx, k, pos); err != nil {
+				// Harmless: the events go out again, with the same IDs.
+				p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
+				return
+			}
+			p.cache.ack(k, pos)
+		}()
 	}
+	wg.Wait()
 	if len(blocked) > 0 {
 		p.failKeys(unit, errs, blocked, fmt.Errorf("publish events: %w", err))
 	}
