@@ -70,17 +70,26 @@ func NewTap(tb testing.TB, srv *Server, stack *devstack.Stack) *Tap {
 // has stayed empty for quiet.
 func (t *Tap) Drain(tb testing.TB, quiet time.Duration) []BusEvent {
 	tb.Helper()
-	return Drain(tb, t.client, t.URL, quiet)
+	return Drain(tb, t.client, t.URL, 0, quiet)
+}
+
+// DrainAtLeast is Drain that first waits (up to a minute) for at least n
+// events: an empty receive does not prove the queue is empty.
+func (t *Tap) DrainAtLeast(tb testing.TB, n int, quiet time.Duration) []BusEvent {
+	tb.Helper()
+	return Drain(tb, t.client, t.URL, n, quiet)
 }
 
 // Drain receives and deletes every message of an SQS queue whose body is
-// an EventBridge event, until the queue stays empty for quiet.
-func Drain(tb testing.TB, client *sqs.Client, url string, quiet time.Duration) []BusEvent {
+// an EventBridge event: at least atLeast of them (waiting up to a minute),
+// then until the queue stays empty for quiet.
+func Drain(tb testing.TB, client *sqs.Client, url string, atLeast int, quiet time.Duration) []BusEvent {
 	tb.Helper()
 	ctx := context.Background()
 	var out []BusEvent
 	idleSince := time.Now()
-	for time.Since(idleSince) < quiet {
+	deadline := time.Now().Add(time.Minute)
+	for len(out) < atLeast && time.Now().Before(deadline) || time.Since(idleSince) < quiet {
 		got, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10})
 		if err != nil {
 			tb.Fatalf("receive from %s: %v", url, err)

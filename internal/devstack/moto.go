@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -28,6 +29,10 @@ type MotoOptions struct {
 	Detach bool
 	// StartTimeout bounds the wait for the server to answer. Default 30s.
 	StartTimeout time.Duration
+	// VerifyEncoding serves every DynamoDB read through moto's own encoder
+	// too and fails the request if the launcher's faster one differs (for
+	// tests of the launcher).
+	VerifyEncoding bool
 }
 
 // Moto is a running moto server.
@@ -38,8 +43,10 @@ type Moto struct {
 }
 
 // motoLauncher runs moto's server with the fixes described in
-// moto_server.py: memoised EventBridge input paths, and transactions that
-// neither deep-copy whole tables nor undo concurrent writes when cancelled.
+// moto_server.py: DynamoDB requests served one at a time, transactions that
+// neither deep-copy whole tables nor undo concurrent writes when cancelled,
+// partition-local queries, fast read encoding, memoised EventBridge input
+// paths.
 //
 //go:embed moto_server.py
 var motoLauncher string
@@ -90,6 +97,7 @@ func startMotoOn(python string, port int, opts MotoOptions) (*Moto, error) {
 		Name:    "moto server",
 		Path:    python,
 		Args:    []string{"-c", motoLauncher, "-H", opts.Host, "-p", strconv.Itoa(port)},
+		Env:     motoEnv(opts.VerifyEncoding),
 		LogPath: opts.LogPath,
 		Detach:  opts.Detach,
 	})
@@ -114,6 +122,14 @@ func startMotoOn(python string, port int, opts MotoOptions) (*Moto, error) {
 		}
 	}
 	return m, nil
+}
+
+func motoEnv(verify bool) []string {
+	flag := "MOTO_FAST_VERIFY=0"
+	if verify {
+		flag = "MOTO_FAST_VERIFY=1"
+	}
+	return append(os.Environ(), flag)
 }
 
 // Stop stops the server.

@@ -1,19 +1,31 @@
-"""Run moto's server with two fixes that matter for this project's tests.
+"""Run moto's server with fixes that make it faithful to DynamoDB where this
+project depends on it, and fast enough for deep histories. None changes what
+a client sees of a single request; the store contract runs against it (and,
+with MOTO_FAST_VERIFY=1, every read is served through both encoders and the
+request fails if they disagree).
 
-1. EventBridge delivery to targets builds a fresh JSONPath parser (a PLY
-   grammar) for each of eight input paths on every event: ~0.3 s per event.
-   The parsed paths are immutable, so they are memoised.
-
-2. TransactWriteItems backs up every table it touches with a deep copy and
-   restores those copies when the transaction is cancelled. The copy costs
-   O(table size) per transaction, and the restore throws away whatever
-   other request threads wrote in the meantime: a cancelled transaction
-   (e.g. a redelivered observation) silently undid concurrent commits.
-   DynamoDB does neither. Here every DynamoDB request runs under one lock,
-   and a transaction backs up only the items it touches.
+0. DynamoDB requests are served one at a time. moto takes no lock, so two
+   concurrent conditional writes can both pass their condition; DynamoDB's
+   are atomic.
+1. TransactWriteItems keeps a journal of the items it targets instead of
+   deep-copying every table it touches for its rollback. moto's copy costs
+   O(table size) per transaction, and restoring it threw away whatever other
+   request threads wrote meanwhile: a cancelled transaction (a redelivered
+   observation) silently undid concurrent commits.
+2. EventBridge delivery to a target parses eight JSONPath input paths per
+   event with a freshly built PLY grammar (~0.3 s per event): parsed paths
+   are immutable, so they are memoised.
+3. A Query on a table's own key looks only at its partition; moto sorts
+   every item of the table on each Query.
+4. Query, Scan, GetItem and BatchGetItem answers are encoded with
+   json.dumps (binary values in base64, as DynamoDB does) instead of moto's
+   shape-driven serializer, which spends about 1.5 ms per returned item.
 """
-import copy
+import base64
+import copy as _copy
 import functools
+import json
+import os
 import sys
 import threading
 
@@ -24,80 +36,127 @@ try:
 except ImportError:
     pass
 
-import moto.dynamodb.models as ddb_models
-import moto.dynamodb.responses as ddb_responses
-
-_lock = threading.RLock()
-_deepcopy = copy.deepcopy
-
-
-class _NoTableCopies:
-    """The copy module as moto's DynamoDB backend sees it: tables are not
-    copied (the item-level undo below replaces that backup)."""
-
-    def __getattr__(self, name):
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(obj, *args, **kwargs):
-        if isinstance(obj, ddb_models.Table):
-            return obj
-        return _deepcopy(obj, *args, **kwargs)
+from moto.dynamodb import models as _models
+from moto.dynamodb import responses as _responses
+from moto.dynamodb.models.dynamo_type import DynamoType as _DynamoType
+from moto.dynamodb.models.table import Table as _Table
 
 
-ddb_models.copy = _NoTableCopies()
+# 0. One DynamoDB request at a time.
+_serial = threading.RLock()
+_call_action = _responses.DynamoHandler.call_action
 
-_call_action = ddb_responses.DynamoHandler.call_action
 
-
-def _serialised_call_action(self):
-    with _lock:
+def _serialized_call_action(self):
+    with _serial:
         return _call_action(self)
 
 
-ddb_responses.DynamoHandler.call_action = _serialised_call_action
-
-_transact_write_items = ddb_models.DynamoDBBackend.transact_write_items
+_responses.DynamoHandler.call_action = _serialized_call_action
 
 
-def _item_key(table, op_type, op):
-    if op_type != "Put":
-        return op.get("Key")
-    attrs = op.get("Item", {})
-    key = {table.hash_key_attr: attrs.get(table.hash_key_attr)}
-    if table.range_key_attr is not None:
-        key[table.range_key_attr] = attrs.get(table.range_key_attr)
-    return key
+# 1. Transactions journal the items they target.
+class _TablePassingCopy:
+    def __getattr__(self, name):
+        return getattr(_copy, name)
+
+    @staticmethod
+    def deepcopy(x, memo=None):
+        if isinstance(x, _Table):
+            return x
+        return _copy.deepcopy(x, memo)
 
 
-def _transact_with_item_undo(self, transact_items):
-    with _lock:
-        undo = []
-        for entry in transact_items:
-            try:
-                op_type, op = next(iter(entry.items()))
-                table = self.tables.get(op.get("TableName"))
-                if table is None:
-                    continue
-                key = _item_key(table, op_type, op)
-                current = self.get_item(table.name, key)
-                before = _deepcopy(current.to_json()["Attributes"]) if current else None
-                undo.append((table.name, key, before))
-            except Exception:
-                continue  # moto itself reports malformed entries
+_models.copy = _TablePassingCopy()
+_transact = _models.DynamoDBBackend.transact_write_items
+
+
+def _journalled_transact(self, transact_items):
+    journal = []
+    for entry in transact_items:
         try:
-            return _transact_write_items(self, transact_items)
+            op_type, op = next(iter(entry.items()))
+            table = self.tables[op["TableName"]]
+            attrs = op["Item"] if op_type == "Put" else op["Key"]
+            h = _DynamoType(attrs[table.hash_key_attr])
+            r = _DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+            journal.append((table, h, r, _copy.deepcopy(table.get_item(h, r))))
         except Exception:
-            for table_name, key, before in reversed(undo):
-                if before is None:
-                    if self.get_item(table_name, key) is not None:
-                        self.delete_item(table_name, key)
+            continue  # moto rejects the malformed action itself
+    try:
+        return _transact(self, transact_items)
+    except Exception:
+        for table, h, r, item in reversed(journal):
+            if r is None:
+                if item is None:
+                    table.items.pop(h, None)
                 else:
-                    self.put_item(table_name, before)
-            raise
+                    table.items[h] = item
+            elif item is None:
+                table.items.get(h, {}).pop(r, None)
+            else:
+                table.items.setdefault(h, {})[r] = item
+        raise
 
 
-ddb_models.DynamoDBBackend.transact_write_items = _transact_with_item_undo
+_models.DynamoDBBackend.transact_write_items = _journalled_transact
+
+
+# 3. Queries on the table's key read their partition only.
+_local = threading.local()
+_query = _Table.query
+_all_items = _Table.all_items
+
+
+def _partition_query(self, hash_key, *args, **kwargs):
+    index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+    _local.partition = hash_key if index_name is None and hash_key is not None else None
+    try:
+        return _query(self, hash_key, *args, **kwargs)
+    finally:
+        _local.partition = None
+
+
+def _partition_items(self):
+    hk = getattr(_local, "partition", None)
+    if hk is None:
+        return _all_items(self)
+    if hk not in self.items:
+        return []
+    part = self.items[hk]
+    items = list(part.values()) if self.range_key_attr else [part]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+_Table.query = _partition_query
+_Table.all_items = _partition_items
+
+
+# 4. Reads encoded with json.dumps.
+_FAST = {"Query", "Scan", "GetItem", "BatchGetItem"}
+_VERIFY = os.environ.get("MOTO_FAST_VERIFY") == "1"
+_execute = _responses.DynamoResult.execute_result
+
+
+def _b64(o):
+    if isinstance(o, (bytes, bytearray)):
+        return base64.b64encode(o).decode("ascii")
+    raise TypeError(type(o).__name__)
+
+
+def _fast_execute(self, context):
+    if context.operation_model.name not in _FAST or not isinstance(self.result, dict):
+        return _execute(self, context)
+    body = json.dumps(self.result, default=_b64, separators=(",", ":"))
+    if _VERIFY:
+        status, headers, slow = _execute(self, context)
+        if json.loads(slow) != json.loads(body):
+            raise AssertionError("fast encoding differs from moto's: %s / %s" % (slow[:200], body[:200]))
+        return status, headers, body
+    return 200, {"Content-Type": "application/x-amz-json-1.0"}, body
+
+
+_responses.DynamoResult.execute_result = _fast_execute
 
 from moto.server import main  # noqa: E402
 
