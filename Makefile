@@ -78,7 +78,19 @@ bench: tools
 	go run ./cmd/bench -out bench
 
 # ---- chaos ------------------------------------------------------------------
-# (chaos target: to be added here)
+# Every chaos scenario at full size against a fresh moto (internal/chaos:
+# redeliveries, 8 pollers on hot attackers, DynamoDB and EventBridge faults,
+# crashes in process and under the emulator; one summary each, non-zero exit
+# on any violated verdict), then short fuzz runs of decoding and the engine.
+# Fuzz longer with FUZZTIME=30m make chaos, or one target at a time:
+#   go test -run '^$$' -fuzz FuzzIncremental -fuzztime 1h ./internal/attribution/
+FUZZTIME ?= 20s
+
+.PHONY: chaos
+chaos: tools
+	go run ./cmd/chaos
+	go test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./internal/attribution/
+	go test -run '^$$' -fuzz '^FuzzIncremental$$' -fuzztime $(FUZZTIME) ./internal/attribution/
 
 clean:
 	-$(LOCALSTACK) down
