@@ -20,21 +20,59 @@ request fails if they disagree).
 4. Query, Scan, GetItem and BatchGetItem answers are encoded with
    json.dumps (binary values in base64, as DynamoDB does) instead of moto's
    shape-driven serializer, which spends about 1.5 ms per returned item.
+5. SQS: ReceiveMessage checks a message's retention against the queue's
+   retention period directly instead of computing every queue attribute
+   (three scans of its messages) per message returned, and the clock is
+   read with time.time() rather than datetime arithmetic. The server looks
+   up its service modules once rather than listing its package on every
+   request, and its request log is off.
 """
 import base64
 import copy as _copy
-import functools
 import json
+import logging
 import os
 import sys
 import threading
+import time
 
+# 2. EventBridge input paths parsed once (under a lock, so that concurrent
+# first deliveries wait for one parser instead of each building their own).
 try:
     import jsonpath_ng.ext
 
-    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+    _parse, _parsed, _parsing = jsonpath_ng.ext.parse, {}, threading.Lock()
+
+    def _memoised_parse(path):
+        with _parsing:
+            if path not in _parsed:
+                _parsed[path] = _parse(path)
+            return _parsed[path]
+
+    jsonpath_ng.ext.parse = _memoised_parse
 except ImportError:
     pass
+
+# 5. Module lookup once; cheap SQS clock and retention checks; no request log.
+import moto.backends as _backends
+
+_modules = tuple(_backends.list_of_moto_modules())
+_backends.list_of_moto_modules = lambda: _modules
+
+import moto.sqs.models as _sqs_models
+
+_unix_time, _unix_time_millis = _sqs_models.unix_time, _sqs_models.unix_time_millis
+_sqs_models.unix_time = lambda dt=None: time.time() if dt is None else _unix_time(dt)
+_sqs_models.unix_time_millis = lambda dt=None: time.time() * 1000 if dt is None else _unix_time_millis(dt)
+
+
+def _retained(self, queue_name, message):
+    queue = self.get_queue(queue_name)
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > _sqs_models.unix_time()
+
+
+_sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retained
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 from moto.dynamodb import models as _models
 from moto.dynamodb import responses as _responses
