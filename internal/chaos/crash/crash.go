@@ -27,6 +27,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -45,6 +46,10 @@ const (
 	AfterCommit Point = "after-commit"
 	BeforeAck   Point = "before-ack"
 )
+
+// ExitCode is the status a crashing process exits with, told apart from
+// other exits in the emulator's log.
+const ExitCode = 86
 
 // ErrCrashed is returned by the calls of a function instance that died.
 var ErrCrashed = errors.New("function instance crashed")
@@ -186,9 +191,10 @@ type Store struct {
 	Dead func() bool
 	// Recorder, when set, is told of every commit stored. A commit that
 	// fails is looked up with Probe to tell whether it was stored anyway
-	// (a lost response): its first series record is then at Version+1.
-	// That holds when one writer at a time works on an identity, as with
-	// a single poller; with several, the record is not meaningful.
+	// (a lost response): its first series record is then at Version+1,
+	// with the content the commit wrote. That tells commits apart when one
+	// writer at a time works on an identity, as with a single poller; with
+	// several, the record's order is not meaningful.
 	Recorder Recorder
 	// Probe reads the truth, bypassing faults and deaths.
 	Probe attribution.Store
@@ -285,11 +291,19 @@ func (s *Store) stored(ctx context.Context, c *attribution.Commit) (applied, kno
 		recs, err := s.Probe.LoadSeries(ctx, first.Key.IdentityUUID, []string{first.Key.Primitive}, true)
 		if err == nil {
 			got := recs[first.Key.Primitive]
-			return got != nil && got.Version == first.Version+1, true
+			return got != nil && got.Version == first.Version+1 && sameRecord(got, first), true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
+}
+
+// sameRecord compares what a commit writes of a record (its stored fields:
+// not the version, the key or the acknowledged position).
+func sameRecord(a, b *attribution.SeriesRecord) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(x) == string(y)
 }
 
 // Publisher fails every call of an instance that died.

@@ -33,10 +33,6 @@ import (
 	"decnet-attribution/internal/service"
 )
 
-// exitCode is the status of a crash, told apart from other exits in the
-// emulator's log.
-const exitCode = 86
-
 func main() {
 	logger := lambdacontext.NewLogger()
 	cfg, err := config.FromEnv(os.LookupEnv)
@@ -72,7 +68,7 @@ func main() {
 	}
 	die := func(point crash.Point, site string) error {
 		logger.Warn("crash injected", "point", string(point), "site", site)
-		os.Exit(exitCode)
+		os.Exit(crash.ExitCode)
 		return nil
 	}
 	handler, err := service.New(cfg, awsCfg, service.Options{
