@@ -35,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	only := fs.String("run", "", "comma-separated scenario names (default: all)")
 	small := fs.Bool("small", false, "run the small sizes of `go test` instead of the full ones")
-	endpoint := fs.String("endpoint", "", "use this AWS endpoint (a running moto server) instead of starting one (see chaos.StartMoto for the patches a started one gets)")
+	endpoint := fs.String("endpoint", "", "use this AWS endpoint (a running moto server) instead of starting one")
 	workDir := fs.String("workdir", "", "directory for crash markers, applied logs and function logs (default: a temporary one, removed)")
 	rie := fs.String("rie", "", "Runtime Interface Emulator (default: $AWS_LAMBDA_RIE or .local/bin/aws-lambda-rie)")
 	quiet := fs.Bool("q", false, "no progress lines on standard error")
@@ -158,7 +158,7 @@ func setup(ctx context.Context, endpoint, workDir, rie string, emulator bool, st
 	}
 	if env.Endpoint == "" {
 		fmt.Fprintln(stderr, "chaos: starting moto")
-		m, err := chaos.StartMoto(ctx)
+		m, err := devstack.StartMoto(devstack.MotoOptions{})
 		if err != nil {
 			return env, cleanup, err
 		}

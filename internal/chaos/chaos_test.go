@@ -64,6 +64,12 @@ func TestScenarios(t *testing.T) {
 			}
 			return ""
 		},
+		"bus-outage": func(r *chaos.Report) string {
+			if r.Outage == 0 || r.Metrics.PublishFailures == 0 || r.Deliveries.Redelivered == 0 {
+				return "want publishes that gave up during the outage, and the redeliveries that made up for them"
+			}
+			return ""
+		},
 		"concurrent-hot": func(r *chaos.Report) string {
 			if r.Metrics.VersionConflicts == 0 || r.Crashes == 0 {
 				return "8 pollers on 3 hot attackers should conflict and crash"
@@ -71,8 +77,8 @@ func TestScenarios(t *testing.T) {
 			return ""
 		},
 		"emulator-crashes": func(r *chaos.Report) string {
-			if r.Crashes == 0 || r.Deliveries.BatchErrors < r.Crashes {
-				return "want crashes, each answered as a failed invocation"
+			if r.Crashes == 0 || r.Exits != r.Crashes || r.Deliveries.BatchErrors < r.Crashes || r.Metrics.Instances != r.Crashes+1 {
+				return "want crashes, each a process exit answered as a failed invocation, and a fresh process after each"
 			}
 			return ""
 		},

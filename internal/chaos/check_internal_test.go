@@ -99,7 +99,7 @@ func defaultConfig(t *testing.T) config.Config {
 // in the verdict that names it.
 func TestCheckCatchesEachViolation(t *testing.T) {
 	cfg := defaultConfig(t)
-	stream := Generate(StreamConfig{Seed: 7, Observations: 150, Attackers: 5, Hot: 2, HotShare: 0.7, Duplicates: 0.1, Amendments: 5, Malformed: 4, ShuffleWindow: 10})
+	stream := Generate(StreamConfig{Seed: 7, Observations: 120, Attackers: 5, Hot: 2, HotShare: 0.7, Duplicates: 0.1, Amendments: 5, Malformed: 4, ShuffleWindow: 10})
 	sequential := Scenario{Name: "t", Pollers: 1, SendOrder: true, Stream: StreamConfig{Amendments: 5}}
 	concurrent := Scenario{Name: "t", Pollers: 4}
 

@@ -23,7 +23,8 @@
 //  4. puts the fault proxy (internal/faultproxy) between the function and
 //     AWS: DynamoDB throttles, 500s, slow answers, connections dropped
 //     before and after the request was applied; EventBridge whole-call and
-//     per-entry failures; failed dead-letter sends;
+//     per-entry failures, and outages long enough for the publisher to give
+//     up; failed dead-letter sends;
 //  5. crashes the function at the crash points of package crash: after a
 //     commit, and after PutEvents before the outbox is acknowledged. In
 //     process the instance dies (no further request leaves it, its batch
@@ -67,15 +68,12 @@
 //
 // # moto
 //
-// moto stands in for AWS, with two limits the harness works around. Its
-// DynamoDB is not atomic under concurrent requests (TransactWriteItems
-// restores whole-table copies when a transaction is cancelled, undoing
-// other clients' acknowledged writes), so DynamoDB requests are
-// serialised at the endpoint, which also gives the journal its order. And
-// several of its operations cost time proportional to a table's or a
-// queue's size; [StartMoto] runs it with patches for those that keep its
-// answers unchanged (the command uses it; tests use the shared server of
-// internal/awstest, at sizes where it does not matter).
+// moto stands in for AWS. Its DynamoDB is not atomic under concurrent
+// requests on its own (TransactWriteItems restores whole-table copies when
+// a transaction is cancelled, undoing other clients' acknowledged writes);
+// devstack's launcher fixes that, and the harness also serialises DynamoDB
+// requests at the endpoint, which gives the journal its order and keeps
+// the checks sound against any moto.
 //
 // # Running
 //

@@ -22,19 +22,18 @@ import (
 // applied transaction stored, in the order the endpoint applied them.
 //
 // DynamoDB applies each conditional write and each transaction atomically
-// (transactions are serialisable). moto's server does not under concurrent
-// requests: its TransactWriteItems copies every table it touches before
-// applying the actions and, when the transaction is cancelled, puts the
-// copies back, undoing whatever other requests wrote meanwhile; conditions
-// are checked and writes applied with no lock. Concurrent writers then
-// lose acknowledged commits, which is a fault of the emulator, not of the
-// function. Serialising DynamoDB requests at the endpoint restores the
-// atomicity DynamoDB guarantees; everything before it (the SDK, the fault
-// proxy, the function's concurrent units and instances) stays concurrent.
-//
-// Because DynamoDB requests pass one at a time, the journal is the true
-// order of application, including commits whose answer the fault proxy
-// dropped afterwards: replaying it gives the transitions to expect.
+// (transactions are serialisable). moto's own server does not under
+// concurrent requests: its TransactWriteItems copies every table it touches
+// before applying the actions and, when the transaction is cancelled, puts
+// the copies back, undoing whatever other requests wrote meanwhile, and
+// conditions are checked and writes applied with no lock. devstack's
+// launcher serialises DynamoDB requests inside moto; serialising them here
+// as well keeps the harness sound against a moto without that fix, and is
+// what makes the journal exact: requests pass one at a time, so the
+// journal is the true order of application, including commits whose answer
+// the fault proxy dropped afterwards. Everything before the endpoint (the
+// SDK, the fault proxy, the function's concurrent units and instances)
+// stays concurrent.
 type linearizer struct {
 	srv               *http.Server
 	ln                net.Listener

@@ -32,6 +32,8 @@ type Report struct {
 	Deliveries     esm.Stats
 	Proxy          faultproxy.Stats
 	Crashes        int64
+	Outage         time.Duration // how long the bus refused every event
+	Exits          int64         // function processes the emulator saw exit with the crash status
 	Metrics        Metrics
 	Events         EventSummary
 	Applied        int // observations DynamoDB applied (amendments included)
@@ -77,8 +79,8 @@ func (r *Report) Write(w io.Writer) {
 		r.Duration.Round(time.Millisecond), r.Total.Round(time.Millisecond))
 	fmt.Fprintf(w, "   sent: messages=%d distinct_observations=%d duplicates=%d amendments=%d malformed=%d wrapped=%d attackers=%d series=%d\n",
 		s.Messages, s.Originals, s.Duplicates, s.Amendments, s.Malformed, s.Wrapped, s.Attackers, s.Series)
-	fmt.Fprintf(w, "   deliveries: invocations=%d delivered=%d redeliveries=%d reported_failed=%d failed_invocations=%d\n",
-		d.Batches, d.Delivered, d.Redelivered, d.Failed, d.BatchErrors)
+	fmt.Fprintf(w, "   deliveries: invocations=%d delivered=%d redeliveries=%d reported_failed=%d failed_invocations=%d moved_by_redrive=%d\n",
+		d.Batches, d.Delivered, d.Redelivered, d.Failed, d.BatchErrors, d.DeadLettered)
 	faults, requests, faulted := r.faultCounts()
 	names := make([]string, 0, len(faults))
 	for k := range faults {
@@ -91,6 +93,9 @@ func (r *Report) Write(w io.Writer) {
 	}
 	if len(parts) == 0 {
 		parts = []string{"none"}
+	}
+	if r.Outage > 0 {
+		parts = append(parts, fmt.Sprintf("bus_outage=%s", r.Outage.Round(100*time.Millisecond)))
 	}
 	fmt.Fprintf(w, "   faults: %s\n", strings.Join(parts, " "))
 	var rates []string
@@ -105,7 +110,12 @@ func (r *Report) Write(w io.Writer) {
 	if len(rates) > 0 {
 		fmt.Fprintf(w, "   fault rates: %s\n", strings.Join(rates, ", "))
 	}
-	fmt.Fprintf(w, "   crashes=%d instances_started=%d retries: sdk=%d publish=%d version_conflicts=%d redeliveries=%d; duplicates_recognised=%d amendments=%d\n",
+	if r.Emulator {
+		fmt.Fprintf(w, "   process_exits=%d", r.Exits)
+	} else {
+		fmt.Fprint(w, "  ")
+	}
+	fmt.Fprintf(w, " crashes=%d instances_started=%d retries: sdk=%d publish=%d version_conflicts=%d redeliveries=%d; duplicates_recognised=%d amendments=%d\n",
 		r.Crashes, m.Instances, m.SDKRetries, m.PublishRetries, m.VersionConflicts, d.Redelivered, m.Duplicates, m.Amendments)
 	e := r.Events
 	fmt.Fprintf(w, "   events: state_changed=%d multi_actor_suspected=%d deliveries=%d alerts=%d (deliveries %d) dead_letters=%d",

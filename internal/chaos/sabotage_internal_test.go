@@ -21,7 +21,7 @@ import (
 func sabotageScenario(name string) Scenario {
 	return Scenario{
 		Name: name, Pollers: 1,
-		Stream: StreamConfig{Seed: 21, Observations: 60, Attackers: 4, Hot: 2, HotShare: 0.7, Duplicates: 0.2, Malformed: 2, ShuffleWindow: 10},
+		Stream: StreamConfig{Seed: 21, Observations: 40, Attackers: 4, Hot: 2, HotShare: 0.7, Duplicates: 0.2, Malformed: 2, ShuffleWindow: 10},
 	}
 }
 

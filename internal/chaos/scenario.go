@@ -58,6 +58,8 @@ type Scenario struct {
 	// Faults are the fault proxy's rules between the function and AWS.
 	Faults    []faultproxy.Rule
 	FaultSeed int64
+	// BusOutage, when set, makes every PutEvents call fail for a while.
+	BusOutage *Outage
 	// Crash gives the rate of each crash point.
 	Crash     map[crash.Point]float64
 	CrashSeed uint64
@@ -75,6 +77,29 @@ type Scenario struct {
 	// function in process, to show the verdicts catch it.
 	sabotageStore     func(attribution.Store) attribution.Store
 	sabotagePublisher func(attribution.Publisher) attribution.Publisher
+}
+
+// Outage is a period during which the bus accepts no event.
+type Outage struct {
+	// AfterShare is the share of the messages settled before it starts.
+	AfterShare float64
+	For        time.Duration
+}
+
+// outageRules are the fault rules during a bus outage: those of the
+// scenario for DynamoDB and SQS, and every PutEvents call failing, whole
+// (throttled, 500, connection dropped) or entry by entry.
+func (s Scenario) outageRules() []faultproxy.Rule {
+	var rules []faultproxy.Rule
+	for _, r := range s.Faults {
+		if r.Service != faultproxy.EventBridge {
+			rules = append(rules, r)
+		}
+	}
+	return append(rules, faultproxy.Rule{
+		Service: faultproxy.EventBridge, Operation: "PutEvents",
+		Throttle: 0.3, InternalError: 0.3, DropBeforeForward: 0.2, FailEntry: 1,
+	})
 }
 
 // Sequential reports whether the scenario has a single poller, where the
@@ -161,9 +186,14 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		return nil, fmt.Errorf("event source mapping: %w", err)
 	}
 	sc.progress(env, "sending %d messages and processing them with %d poller(s)", len(stream.Messages), sc.Pollers)
+	outage := startOutage(ctx, sc, mapping, proxy, len(stream.Messages), func(format string, args ...any) { sc.progress(env, format, args...) })
 	ids, err := feedAndDrain(ctx, st, mapping, stream.Messages, backlog(sc.Pollers, sc.BatchSize), func(format string, args ...any) { sc.progress(env, format, args...) })
+	outageHeld := outage()
 	if err != nil {
 		return nil, err
+	}
+	if sc.BusOutage != nil && outageHeld == 0 {
+		return nil, fmt.Errorf("scenario %s: the bus outage never started", sc.Name)
 	}
 	processed := time.Since(start)
 	if err := fn.stop(); err != nil {
@@ -199,6 +229,8 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		Stream: stream.Counts(), Deliveries: mapping.Stats(),
 		Proxy:    proxy.Stats(),
 		Crashes:  fn.crashes(),
+		Outage:   outageHeld,
+		Exits:    fn.exitCount(),
 		Metrics:  fn.metricTotals(),
 		Events:   obs.eventSummary(),
 		Applied:  len(obs.journal),
@@ -285,6 +317,51 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []M
 	return ids, <-done
 }
 
+// startOutage runs the scenario's bus outage, if any, once the share of
+// messages it waits for is settled. The returned function stops it and
+// reports how long it lasted.
+func startOutage(ctx context.Context, sc Scenario, mapping *esm.Mapping, proxy *faultproxy.Proxy, messages int, progress func(string, ...any)) func() time.Duration {
+	if sc.BusOutage == nil {
+		return func() time.Duration { return 0 }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan time.Duration, 1)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				done <- 0
+				return
+			case <-tick.C:
+			}
+			s := mapping.Stats()
+			if float64(s.Deleted+s.DeadLettered) >= sc.BusOutage.AfterShare*float64(messages) {
+				break
+			}
+		}
+		if err := proxy.SetRules(sc.outageRules()...); err != nil {
+			progress("bus outage not started: %v", err)
+			done <- 0
+			return
+		}
+		progress("bus outage: every PutEvents fails for %s", sc.BusOutage.For)
+		start := time.Now()
+		select {
+		case <-ctx.Done():
+		case <-time.After(sc.BusOutage.For):
+		}
+		_ = proxy.SetRules(sc.Faults...) // valid: Start accepted them
+		progress("bus outage over")
+		done <- time.Since(start)
+	}()
+	return func() time.Duration {
+		cancel()
+		return <-done
+	}
+}
+
 // function is the function under test, in process or under the emulator.
 type function struct {
 	invoker  esm.Invoker
@@ -297,6 +374,7 @@ type function struct {
 	metrics  *metricsSink
 	built    func() int64
 	retries  func() int64
+	exits    func() int64 // process deaths by a crash (emulator)
 }
 
 func (f *function) stop() error {
@@ -306,6 +384,13 @@ func (f *function) stop() error {
 		}
 	})
 	return f.stopErr
+}
+
+func (f *function) exitCount() int64 {
+	if f.exits == nil {
+		return 0
+	}
+	return f.exits()
 }
 
 func (f *function) metricTotals() Metrics {
@@ -392,15 +477,15 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 		b, _ := os.ReadFile(logPath)
 		return string(b)
 	}
-	var crashes int64
-	var starts int64
+	var crashes, starts, exits int64
 	f := &function{
 		invoker: &esm.HTTPInvoker{URL: em.InvokeURL},
 		stopFn: func() error {
 			err := em.Stop()
 			log := readLog()
 			metrics.add(log)
-			starts = int64(strings.Count(log, "INIT_START") + strings.Count(log, "Runtime.ExitError"))
+			starts = int64(strings.Count(log, "INIT START("))
+			exits = int64(strings.Count(log, fmt.Sprintf("exited: exit status %d", crash.ExitCode)))
 			sites, serr := crash.DirOnce(plan.MarkerDir).Sites()
 			crashes = int64(len(sites))
 			if err != nil {
@@ -428,6 +513,7 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 		crashes: func() int64 { return crashes },
 		metrics: metrics,
 		built:   func() int64 { return starts },
+		exits:   func() int64 { return exits },
 		retries: func() int64 { return metrics.get("chaos_sdk_retries") },
 	}
 	return f, nil

@@ -51,13 +51,19 @@ func Scenarios(full bool) []Scenario {
 		}
 		return small
 	}
+	rate := func(small, big float64) float64 { // small streams need more to see a few
+		if full {
+			return big
+		}
+		return small
+	}
 	return []Scenario{
 		{
 			// The baseline: in order, no faults. The transitions must be
 			// exactly those of the replay of the send order.
 			Name: "sequential-clean", Pollers: 1, SendOrder: true,
 			Stream: StreamConfig{
-				Seed: 11, Observations: size(100, 1500), Attackers: size(10, 40), Hot: 3, HotShare: 0.5,
+				Seed: 11, Observations: size(60, 1500), Attackers: size(10, 40), Hot: 3, HotShare: 0.5,
 				Duplicates: 0.1, Amendments: size(6, 40), Malformed: size(6, 29), Wrapped: 0.1, ShuffleWindow: 20, LateShare: 0.02,
 			},
 		},
@@ -70,7 +76,7 @@ func Scenarios(full bool) []Scenario {
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.08), PutEventsFaults(0.06, 0.15), DeadLetterSendFaults(1)},
 			FaultSeed: 2,
 			Stream: StreamConfig{
-				Seed: 12, Observations: size(100, 1500), Attackers: size(10, 40), Hot: 3, HotShare: 0.5,
+				Seed: 12, Observations: size(60, 1500), Attackers: size(10, 40), Hot: 3, HotShare: 0.5,
 				Duplicates: 0.15, Amendments: size(6, 40), Malformed: size(4, 10), Wrapped: 0.1, ShuffleWindow: 20, LateShare: 0.02,
 			},
 		},
@@ -83,8 +89,21 @@ func Scenarios(full bool) []Scenario {
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 3,
 			Stream: StreamConfig{
-				Seed: 13, Observations: size(100, 1000), Attackers: size(8, 30), Hot: 3, HotShare: 0.5,
+				Seed: 13, Observations: size(70, 1000), Attackers: size(8, 30), Hot: 3, HotShare: 0.5,
 				Duplicates: 0.1, Amendments: size(4, 20), Malformed: size(3, 8), Wrapped: 0.1, ShuffleWindow: 20, LateShare: 0.02,
+			},
+		},
+		{
+			// The bus refuses every event for a while: the publisher gives
+			// up, the messages whose events stayed in an outbox fail and
+			// come back, and the outboxes drain in order once it is back.
+			Name: "bus-outage", Pollers: 1,
+			BusOutage: &Outage{AfterShare: 0.3, For: 5 * time.Second},
+			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
+			FaultSeed: 6,
+			Stream: StreamConfig{
+				Seed: 16, Observations: size(60, 800), Attackers: size(8, 30), Hot: 3, HotShare: 0.5,
+				Duplicates: 0.1, Amendments: size(3, 10), Malformed: size(2, 5), Wrapped: 0.1, ShuffleWindow: 20, LateShare: 0.02,
 			},
 		},
 		{
@@ -95,10 +114,10 @@ func Scenarios(full bool) []Scenario {
 			Name: "concurrent-hot", Pollers: 8, MaxReceiveCount: 10,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.06), PutEventsFaults(0.04, 0.12)},
 			FaultSeed: 4,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: 0.005, crash.BeforeAck: 0.02},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.02, 0.005), crash.BeforeAck: rate(0.05, 0.02)},
 			CrashSeed: 4,
 			Stream: StreamConfig{
-				Seed: 14, Observations: size(200, 5000), Attackers: size(15, 60), Hot: 3, HotShare: 0.7,
+				Seed: 14, Observations: size(150, 5000), Attackers: size(15, 60), Hot: 3, HotShare: 0.7,
 				Duplicates: 0.1, Malformed: size(6, 29), Wrapped: 0.1, ShuffleWindow: 40, LateShare: 0.02,
 			},
 			// Longer than an invocation takes with 8 pollers on one moto
@@ -116,7 +135,7 @@ func Scenarios(full bool) []Scenario {
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 5,
 			Stream: StreamConfig{
-				Seed: 15, Observations: size(80, 600), Attackers: size(6, 20), Hot: 2, HotShare: 0.5,
+				Seed: 15, Observations: size(60, 600), Attackers: size(6, 20), Hot: 2, HotShare: 0.5,
 				Duplicates: 0.1, Amendments: size(3, 10), Malformed: size(3, 6), Wrapped: 0.1, ShuffleWindow: 20, LateShare: 0.02,
 			},
 		},
