@@ -86,7 +86,6 @@ type observed struct {
 	applied        []attribution.Observation
 	appliedUnknown int
 	logs           string
-	messageIDs     []string
 }
 
 func collect(ctx context.Context, st *stack, stream *Stream) (*observed, error) {

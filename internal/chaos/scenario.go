@@ -187,7 +187,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	}
 	sc.progress(env, "sending %d messages and processing them with %d poller(s)", len(stream.Messages), sc.Pollers)
 	outage := startOutage(ctx, sc, mapping, proxy, len(stream.Messages), func(format string, args ...any) { sc.progress(env, format, args...) })
-	ids, err := feedAndDrain(ctx, st, mapping, stream.Messages, backlog(sc.Pollers, sc.BatchSize), func(format string, args ...any) { sc.progress(env, format, args...) })
+	err = feedAndDrain(ctx, st, mapping, stream.Messages, backlog(sc.Pollers, sc.BatchSize), func(format string, args ...any) { sc.progress(env, format, args...) })
 	outageHeld := outage()
 	if err != nil {
 		return nil, err
@@ -217,7 +217,6 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		return nil, err
 	}
 	obs.logs = fn.logs()
-	obs.messageIDs = ids
 
 	sc.progress(env, "replaying in memory and checking")
 	verdicts, err := check(ctx, sc, stream, obs, cfg)
@@ -250,9 +249,8 @@ func backlog(pollers, batch int) int { return 30 + pollers*batch }
 // feedAndDrain sends the messages in order while the mapping runs, keeping
 // the backlog (messages sent and not yet deleted or bound for the
 // dead-letter queue) bounded, and stops the mapping once the queue has
-// stayed empty for a second. It returns the
-// message ID of each message sent.
-func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []Message, maxBacklog int, progress func(string, ...any)) ([]string, error) {
+// stayed empty for a second.
+func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []Message, maxBacklog int, progress func(string, ...any)) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -261,7 +259,7 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []M
 		s := mapping.Stats()
 		return int(s.Deleted + s.DeadLettered)
 	}
-	ids := make([]string, 0, len(msgs))
+	sent := 0
 	wait := time.NewTicker(50 * time.Millisecond)
 	defer wait.Stop()
 	lastReport := time.Now()
@@ -269,27 +267,26 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []M
 		if time.Since(lastReport) >= 15*time.Second {
 			lastReport = time.Now()
 			s := mapping.Stats()
-			progress("sent %d of %d, settled %d, deliveries %d (%d redeliveries)", len(ids), len(msgs), settled(), s.Delivered, s.Redelivered)
+			progress("sent %d of %d, settled %d, deliveries %d (%d redeliveries)", sent, len(msgs), settled(), s.Delivered, s.Redelivered)
 		}
 	}
-	for len(ids) < len(msgs) {
+	for sent < len(msgs) {
 		report()
-		if len(ids)-settled() >= maxBacklog {
+		if sent-settled() >= maxBacklog {
 			select {
 			case err := <-done:
-				return nil, fmt.Errorf("event source mapping stopped: %v", err)
+				return fmt.Errorf("event source mapping stopped: %v", err)
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return ctx.Err()
 			case <-wait.C:
 			}
 			continue
 		}
-		chunk := msgs[len(ids):min(len(ids)+10, len(msgs))]
-		got, err := st.send(ctx, chunk)
-		if err != nil {
-			return nil, err
+		chunk := msgs[sent:min(sent+10, len(msgs))]
+		if err := st.send(ctx, chunk); err != nil {
+			return err
 		}
-		ids = append(ids, got...)
+		sent += len(chunk)
 	}
 	// Every message is sent; wait until the queue stays empty. (The
 	// mapping's delete count can exceed the messages sent: a message whose
@@ -300,9 +297,9 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []M
 	for empty := 0; empty < 2; {
 		select {
 		case err := <-done:
-			return nil, fmt.Errorf("event source mapping stopped: %v", err)
+			return fmt.Errorf("event source mapping stopped: %v", err)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("messages still in the queue after the deadline: %w", ctx.Err())
+			return fmt.Errorf("messages still in the queue after the deadline: %w", ctx.Err())
 		case <-check.C:
 		}
 		report()
@@ -314,7 +311,7 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *esm.Mapping, msgs []M
 		empty++
 	}
 	stop()
-	return ids, <-done
+	return <-done
 }
 
 // startOutage runs the scenario's bus outage, if any, once the share of

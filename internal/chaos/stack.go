@@ -154,11 +154,9 @@ func (s *stack) queueDepth(ctx context.Context, url string) (int, error) {
 	return total, nil
 }
 
-// send sends messages in order, ten per call, and returns the message ID
-// of each.
-func (s *stack) send(ctx context.Context, msgs []Message) ([]string, error) {
+// send sends messages in order, ten per call.
+func (s *stack) send(ctx context.Context, msgs []Message) error {
 	url := s.QueueURL(devstack.ObservationQueueID)
-	ids := make([]string, len(msgs))
 	for start := 0; start < len(msgs); start += 10 {
 		chunk := msgs[start:min(start+10, len(msgs))]
 		entries := make([]sqstypes.SendMessageBatchRequestEntry, len(chunk))
@@ -167,18 +165,14 @@ func (s *stack) send(ctx context.Context, msgs []Message) ([]string, error) {
 		}
 		out, err := s.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
 		if err != nil {
-			return nil, fmt.Errorf("send messages: %w", err)
+			return fmt.Errorf("send messages: %w", err)
 		}
 		if len(out.Failed) > 0 {
 			f := out.Failed[0]
-			return nil, fmt.Errorf("send messages: entry %s: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message))
-		}
-		for _, ok := range out.Successful {
-			i, _ := strconv.Atoi(aws.ToString(ok.Id))
-			ids[start+i] = aws.ToString(ok.MessageId)
+			return fmt.Errorf("send messages: entry %s: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message))
 		}
 	}
-	return ids, nil
+	return nil
 }
 
 // receiveAll reads every message of a queue, leaving them invisible for
