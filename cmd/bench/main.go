@@ -47,7 +47,7 @@ func run() error {
 	from := flag.String("from", "", "re-render the tables, chart and COST.md from a results.json instead of measuring")
 	flag.Parse()
 
-	root, err := repoRoot()
+	root, err := devstack.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -168,23 +168,6 @@ func writeFile(path string, write func(*os.File) error) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the module: no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func ints(xs []int) string {

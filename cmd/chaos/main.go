@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -119,7 +118,7 @@ func setup(ctx context.Context, endpoint, workDir, rie string, emulator bool, st
 			cleanups[i]()
 		}
 	}
-	root, err := repoRoot()
+	root, err := devstack.RepoRoot()
 	if err != nil {
 		return chaos.Env{}, cleanup, err
 	}
@@ -166,21 +165,4 @@ func setup(ctx context.Context, endpoint, workDir, rie string, emulator bool, st
 		env.Endpoint = m.Endpoint
 	}
 	return env, cleanup, nil
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run chaos inside the repository: no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -168,35 +168,18 @@ func NewStackFrom(tb testing.TB, srv *Server, tmpl *devstack.Template, opts ...S
 // test's working directory upwards.
 func RepoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := repoRoot()
+	dir, err := devstack.RepoRoot()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return dir
 }
 
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // Template returns the repository's template.yaml, parsed once.
 func Template(tb testing.TB) *devstack.Template {
 	tb.Helper()
 	shared.templateOnce.Do(func() {
-		root, err := repoRoot()
+		root, err := devstack.RepoRoot()
 		if err != nil {
 			shared.templateErr = err
 			return
