@@ -241,12 +241,13 @@ func conditionFailedSize(ccf *types.ConditionalCheckFailedException, before exis
 	}
 }
 
-func (m *Meter) putItem(ctx context.Context, in *dynamodb.PutItemInput, do call) (cost, error) {
-	table := aws.ToString(in.TableName)
-	read := func() (int, error) { return m.storedItemSize(ctx, table, in.Item) }
+// singleWrite meters a one-item write. The stored item is sized before the
+// call unless the call returns it (ReturnValues ALL_OLD); written sizes the
+// successful call from its output and what was stored before; a failed
+// condition costs the size of the item that failed it.
+func singleWrite[T any](read func() (int, error), returnsOld bool, do call, written func(out T, before *existing) (int, error)) (cost, error) {
 	var before existing
-	allOld := in.ReturnValues == types.ReturnValueAllOld
-	if !allOld {
+	if !returnsOld {
 		before.size, before.err = read()
 		before.known = before.err == nil
 	}
@@ -254,85 +255,57 @@ func (m *Meter) putItem(ctx context.Context, in *dynamodb.PutItemInput, do call)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
-		out, oerr := output[*dynamodb.PutItemOutput](res)
+		out, oerr := output[T](res)
 		if oerr != nil {
 			return cost{}, oerr
 		}
-		if allOld {
-			before = existing{size: ItemSize(out.Attributes), known: true}
-		}
-		return writeCost(max(before.size, ItemSize(in.Item))), before.err
+		size, werr := written(out, &before)
+		return writeCost(size), errors.Join(before.err, werr)
 	case errors.As(err, &ccf):
 		size, serr := conditionFailedSize(ccf, before, read)
 		return writeCost(size), serr
 	default:
 		return cost{}, nil
 	}
+}
+
+func (m *Meter) putItem(ctx context.Context, in *dynamodb.PutItemInput, do call) (cost, error) {
+	table := aws.ToString(in.TableName)
+	read := func() (int, error) { return m.storedItemSize(ctx, table, in.Item) }
+	allOld := in.ReturnValues == types.ReturnValueAllOld
+	return singleWrite(read, allOld, do, func(out *dynamodb.PutItemOutput, before *existing) (int, error) {
+		if allOld {
+			*before = existing{size: ItemSize(out.Attributes), known: true}
+		}
+		return max(before.size, ItemSize(in.Item)), nil
+	})
 }
 
 func (m *Meter) updateItem(ctx context.Context, in *dynamodb.UpdateItemInput, do call) (cost, error) {
 	table := aws.ToString(in.TableName)
 	read := func() (int, error) { return m.storedSize(ctx, table, in.Key) }
-	var before existing
-	if in.ReturnValues != types.ReturnValueAllOld {
-		before.size, before.err = read()
-		before.known = before.err == nil
-	}
-	res, err := do()
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		out, oerr := output[*dynamodb.UpdateItemOutput](res)
-		if oerr != nil {
-			return cost{}, oerr
-		}
-		var after int
-		var aerr error
+	return singleWrite(read, in.ReturnValues == types.ReturnValueAllOld, do, func(out *dynamodb.UpdateItemOutput, before *existing) (int, error) {
 		switch in.ReturnValues {
 		case types.ReturnValueAllOld:
-			before = existing{size: ItemSize(out.Attributes), known: true}
-			after, aerr = read()
+			*before = existing{size: ItemSize(out.Attributes), known: true}
 		case types.ReturnValueAllNew:
-			after = ItemSize(out.Attributes)
-		default:
-			after, aerr = read()
+			return max(before.size, ItemSize(out.Attributes)), nil
 		}
-		return writeCost(max(before.size, after)), errors.Join(before.err, aerr)
-	case errors.As(err, &ccf):
-		size, serr := conditionFailedSize(ccf, before, read)
-		return writeCost(size), serr
-	default:
-		return cost{}, nil
-	}
+		after, err := read()
+		return max(before.size, after), err
+	})
 }
 
 func (m *Meter) deleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, do call) (cost, error) {
 	table := aws.ToString(in.TableName)
 	read := func() (int, error) { return m.storedSize(ctx, table, in.Key) }
-	var before existing
 	allOld := in.ReturnValues == types.ReturnValueAllOld
-	if !allOld {
-		before.size, before.err = read()
-		before.known = before.err == nil
-	}
-	res, err := do()
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		out, oerr := output[*dynamodb.DeleteItemOutput](res)
-		if oerr != nil {
-			return cost{}, oerr
-		}
+	return singleWrite(read, allOld, do, func(out *dynamodb.DeleteItemOutput, before *existing) (int, error) {
 		if allOld {
-			before = existing{size: ItemSize(out.Attributes), known: true}
+			*before = existing{size: ItemSize(out.Attributes), known: true}
 		}
-		return writeCost(before.size), before.err
-	case errors.As(err, &ccf):
-		size, serr := conditionFailedSize(ccf, before, read)
-		return writeCost(size), serr
-	default:
-		return cost{}, nil
-	}
+		return before.size, nil
+	})
 }
 
 // batchWrite is one request of a BatchWriteItem, sized before the call.
