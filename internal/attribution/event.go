@@ -16,16 +16,17 @@ const (
 	EventMultiActorSuspected = "attribution.profile.multi_actor_suspected"
 )
 
-// Event is one entry of a series' outbox: an event that must reach the bus
-// at least once, always with the same ID.
+// Event is an event that must reach the bus at least once, always with the
+// same ID: stored with the observation that caused it, or in a series'
+// outbox when no observation did.
 type Event struct {
 	// ID is deterministic (see EventID), so a redelivery carries the same ID.
 	ID string `json:"event_id"`
 	// DetailType is EventStateChanged or EventMultiActorSuspected.
 	DetailType string `json:"detail_type"`
-	// Position orders the events of one series outbox; acknowledged
-	// positions are never published again.
-	Position int64 `json:"position"`
+	// Position orders the events of one series' outbox (0 elsewhere);
+	// acknowledged positions are never published again.
+	Position int64 `json:"position,omitempty"`
 	// Detail is the JSON payload (it includes event_id itself).
 	Detail json.RawMessage `json:"detail"`
 }
@@ -62,4 +63,22 @@ type MultiActorSuspected struct {
 func EventID(detailType, subject string, sequence int64) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", detailType, subject, sequence)))
 	return hex.EncodeToString(sum[:16])
+}
+
+// Event encodes the state change for the bus.
+func (ev *StateChanged) Event() (Event, error) {
+	return newEvent(EventStateChanged, ev.EventID, ev)
+}
+
+// Event encodes the suspicion for the bus.
+func (ev *MultiActorSuspected) Event() (Event, error) {
+	return newEvent(EventMultiActorSuspected, ev.EventID, ev)
+}
+
+func newEvent(detailType, id string, detail any) (Event, error) {
+	b, err := json.Marshal(detail)
+	if err != nil {
+		return Event{}, fmt.Errorf("encode %s %s: %w", detailType, id, err)
+	}
+	return Event{ID: id, DetailType: detailType, Detail: b}, nil
 }

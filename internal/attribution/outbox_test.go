@@ -3,8 +3,8 @@ package attribution_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"decnet-attribution/internal/attribution"
@@ -29,59 +29,222 @@ func (b *downBus) Publish(_ context.Context, evs []attribution.Event) error {
 	return nil
 }
 
-// TestOutboxIsBoundedWhileTheBusIsDown: a series that keeps changing state
-// while the bus refuses events holds new observations back once its outbox
-// is full, and loses nothing: when the bus is back, redelivery publishes
-// every transition once, in sequence order.
-func TestOutboxIsBoundedWhileTheBusIsDown(t *testing.T) {
+// TestProcessorWhileTheBusIsDown: a series keeps changing state while the
+// bus refuses every event, far past MaxPendingEvents transitions. Each
+// observation is still stored and the state advances; the messages whose
+// observations caused events fail, the others succeed, and nothing piles
+// up in the series record: its outbox stays empty, since the events are
+// stored with the observations. When the bus is back, redelivering the
+// failed messages publishes exactly the events of a clean run, once each.
+func TestProcessorWhileTheBusIsDown(t *testing.T) {
 	th := attribution.DefaultThresholds()
 	th.Window, th.MinObservations, th.CategoricalMajority = 1, 1, 1 // every value change is a transition
+	reg := attribution.BuiltinRegistry()
 	store := memstore.New()
 	bus := &downBus{down: true}
 	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus,
-		Registry: attribution.BuiltinRegistry(), Thresholds: th}
-	var msgs []attribution.Message
+		Registry: reg, Thresholds: th, Logger: quietLogger()}
+	var bodies [][]byte
 	for i := range 3 * attribution.MaxPendingEvents {
 		body, _ := json.Marshal(map[string]any{
 			"attacker_uuid": "att-1", "primitive": "motor.input_modality", "evidence_ref": fmt.Sprintf("s%03d", i),
 			"ts": float64(i), "value": []string{"typed", "pasted"}[i/2%2],
 		})
-		msgs = append(msgs, attribution.Message{ID: fmt.Sprint(i), Body: body})
+		bodies = append(bodies, body)
 	}
-	deferred := 0
-	for _, m := range msgs {
+	want := mustOracle(t, reg, th, bodies)
+	msgs := messages(bodies)
+	carried := want.carriedBy(t, msgs)
+	var failed []attribution.Message
+	var transitions int64
+	for i, m := range msgs {
 		err := proc.Process(context.Background(), []attribution.Message{m})[0]
-		if attribution.ErrorCode(err) == attribution.ECONFLICT {
-			deferred++
-		}
-	}
-	recs := store.Records()
-	if len(recs) != 1 || len(recs[0].Outbox) > attribution.MaxPendingEvents {
-		t.Fatalf("outbox grew to %d events, bound is %d", len(recs[0].Outbox), attribution.MaxPendingEvents)
-	}
-	if deferred == 0 {
-		t.Fatal("no observation was held back while the outbox was full")
-	}
-	// The bus is back: the queue delivers everything again.
-	bus.down = false
-	for range 4 {
-		for _, m := range msgs {
-			if err := proc.Process(context.Background(), []attribution.Message{m})[0]; err != nil && !errors.Is(err, context.Canceled) && attribution.ErrorCode(err) != attribution.ECONFLICT {
-				t.Fatal(err)
+		for _, e := range carried[m.ID] {
+			if e.DetailType == attribution.EventStateChanged {
+				transitions++
 			}
 		}
+		switch {
+		case len(carried[m.ID]) > 0 && err == nil:
+			t.Fatalf("message %d succeeded, though the bus took none of its events", i)
+		case len(carried[m.ID]) == 0 && err != nil:
+			t.Fatalf("message %d failed (%v), though its observation caused no event", i, err)
+		case attribution.ErrorCode(err) == attribution.EINVALID:
+			t.Fatalf("message %d: %v, not worth retrying", i, err)
+		case err != nil:
+			failed = append(failed, m)
+		}
+		recs := store.Records()
+		if len(recs) != 1 {
+			t.Fatalf("%d series records, want 1", len(recs))
+		}
+		if r := recs[0]; r.Series.Count != i+1 || r.Transitions != transitions {
+			t.Fatalf("after message %d: count %d, %d transitions; want %d, %d", i, r.Series.Count, r.Transitions, i+1, transitions)
+		}
+		if r := recs[0]; len(r.Outbox) > 0 || r.NextPosition != 0 {
+			t.Fatalf("after message %d: %d events queued in the outbox", i, len(r.Outbox))
+		}
 	}
-	final := store.Records()[0]
-	if final.Series.Count != len(msgs) {
-		t.Fatalf("count %d, want %d", final.Series.Count, len(msgs))
+	if transitions <= attribution.MaxPendingEvents || len(bus.delivered) > 0 {
+		t.Fatalf("%d transitions, %d events delivered: the bus was not down through enough of them", transitions, len(bus.delivered))
 	}
-	if int64(len(bus.delivered)) != final.Transitions {
-		t.Fatalf("delivered %d events, the series made %d transitions", len(bus.delivered), final.Transitions)
+	// The bus is back: the queue delivers the failed messages again.
+	bus.down = false
+	for _, m := range failed {
+		n := len(bus.delivered)
+		if err := proc.Process(context.Background(), []attribution.Message{m})[0]; err != nil {
+			t.Fatalf("message %s, redelivered: %v", m.ID, err)
+		}
+		if got := wants(bus.delivered[n:]); !slices.Equal(got, carried[m.ID]) {
+			t.Fatalf("message %s, redelivered, published\n %v\nwant\n %v", m.ID, got, carried[m.ID])
+		}
 	}
-	for i, e := range bus.delivered {
+	key := attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID("att-1"), Primitive: "motor.input_modality"}
+	if got := wants(bus.delivered); !slices.Equal(got, want.events[key]) {
+		t.Fatalf("published %d events, want the %d of a clean run, in order", len(got), len(want.events[key]))
+	}
+	checkRecords(t, "bus down", store, want)
+}
+
+// TestProcessorPublishesRebuildOutbox: a rebuild settles a new state that
+// no observation carries, so its state_changed event waits in the series'
+// outbox. The next message of the series publishes it: while the bus
+// refuses it, the message fails (even though its own observation caused
+// no event) and the event stays pending; its redelivery publishes it with
+// the same ID and detail and acknowledges it, so that it is not published
+// again at the next touch.
+func TestProcessorPublishesRebuildOutbox(t *testing.T) {
+	loose := attribution.DefaultThresholds()
+	strict := loose
+	strict.CategoricalMajority = 5
+	reg := attribution.BuiltinRegistry()
+	prim := "motor.input_modality"
+	key := attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID("att-1"), Primitive: prim}
+	message := func(i int, value string) []attribution.Message {
+		s := spec{Attacker: "att-1", Primitive: prim, Ref: fmt.Sprintf("ref-%03d", i), TS: 1000 + 60*float64(i), Value: value, Confidence: 0.9}
+		return []attribution.Message{{ID: s.Ref, Body: s.body()}}
+	}
+	ctx := context.Background()
+	store := memstore.New()
+	before := &recorder{}
+	proc := newProcessor(store, before, reg, loose)
+	for i, v := range []string{`"typed"`, `"typed"`, `"pasted"`, `"typed"`, `"typed"`} {
+		if err := proc.Process(ctx, message(i, v))[0]; err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+
+	// The rebuild, as after a change of thresholds: stable → conflicted.
+	rec := mustRecord(t, store, key)
+	obs, err := store.LoadObservations(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := rec.Rebuild(attribution.Categorical, obs, strict)
+	if err != nil || ev == nil || ev.NewState != attribution.StateConflicted || len(rec.Pending()) != 1 {
+		t.Fatalf("rebuild: event %+v, %d pending (%v); want a transition to conflicted in the outbox", ev, len(rec.Pending()), err)
+	}
+	queued := rec.Pending()[0]
+	if err := store.Commit(ctx, &attribution.Commit{Series: []*attribution.SeriesRecord{rec}}); err != nil {
+		t.Fatal(err)
+	}
+
+	bus := &switchPublisher{fail: true}
+	proc = newProcessor(store, bus, reg, strict)
+	next := message(5, `"typed"`)
+	if err := proc.Process(ctx, next)[0]; err == nil || attribution.ErrorCode(err) == attribution.EINVALID {
+		t.Fatalf("first delivery: %v (code %q), want a retryable failure: the outbox event did not go out", err, attribution.ErrorCode(err))
+	}
+	if r := mustRecord(t, store, key); r.Series.Count != 6 || r.Transitions != ev.Sequence || !slices.Equal(wants(r.Pending()), wants([]attribution.Event{queued})) {
+		t.Fatalf("after the failed delivery: count %d, %d transitions, pending %v; want 6, %d (this observation changes no state) and the rebuild's event", r.Series.Count, r.Transitions, wants(r.Pending()), ev.Sequence)
+	}
+	bus.fail = false
+	if err := proc.Process(ctx, next)[0]; err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	if got := wants(bus.accepted); !slices.Equal(got, wants([]attribution.Event{queued})) {
+		t.Fatalf("redelivery published %v, want the rebuild's event %v", got, asWant(queued))
+	}
+	if r := mustRecord(t, store, key); len(r.Pending()) != 0 || r.Published != queued.Position {
+		t.Fatalf("after the redelivery: %d pending, acknowledged up to %d; want the rebuild's event acknowledged (%d)", len(r.Pending()), r.Published, queued.Position)
+	}
+
+	// The next touch, by a new processor: the acknowledged event stays put.
+	n := len(bus.accepted)
+	if err := newProcessor(store, bus, reg, strict).Process(ctx, message(6, `"typed"`))[0]; err != nil {
+		t.Fatalf("next message: %v", err)
+	}
+	if slices.ContainsFunc(bus.accepted[n:], func(e attribution.Event) bool { return e.ID == queued.ID }) {
+		t.Errorf("the acknowledged rebuild event was published again")
+	}
+	all := append(before.events(), recordedOf(bus.accepted)...)
+	checkSuspicionRule(t, "rebuild", all, strict)
+	checkEveryTransitionPublished(t, "rebuild", store, all)
+}
+
+func mustRecord(tb testing.TB, store *memstore.Store, key attribution.SeriesKey) *attribution.SeriesRecord {
+	tb.Helper()
+	recs, err := store.LoadSeries(context.Background(), key.IdentityUUID, []string{key.Primitive}, true)
+	if err != nil || recs[key.Primitive] == nil {
+		tb.Fatalf("load %s: %v", key, err)
+	}
+	return recs[key.Primitive]
+}
+
+func recordedOf(events []attribution.Event) []recorded {
+	out := make([]recorded, len(events))
+	for i, e := range events {
+		out[i] = recorded{Event: e}
+	}
+	return out
+}
+
+// TestProcessorAmendmentCarriesUnpublishedEvents: an observation's event
+// is refused by the bus, then an amendment replaces the observation before
+// the first message comes back. The refused event must not vanish with the
+// replaced item: the amendment carries it and publishes it with its own,
+// and the first message's late redelivery (now an amendment in turn)
+// publishes nothing new.
+func TestProcessorAmendmentCarriesUnpublishedEvents(t *testing.T) {
+	th := attribution.DefaultThresholds()
+	reg := attribution.BuiltinRegistry()
+	store := memstore.New()
+	bus := &downBus{down: true}
+	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus,
+		Registry: reg, Thresholds: th, Logger: quietLogger()}
+	first := spec{Attacker: "att-1", Primitive: "motor.input_modality", Ref: "s1", TS: 10, Value: `"typed"`}
+	amended := first
+	amended.Value = `"pasted"`
+	msgs := messages([][]byte{first.body(), amended.body()})
+
+	if err := proc.Process(context.Background(), msgs[:1])[0]; err == nil {
+		t.Fatal("the first observation's event was refused, yet its message succeeded")
+	}
+	bus.down = false
+	if err := proc.Process(context.Background(), msgs[1:])[0]; err != nil {
+		t.Fatalf("amendment: %v", err)
+	}
+	var sequences []int64
+	for _, e := range bus.delivered {
 		var d attribution.StateChanged
-		if err := json.Unmarshal(e.Detail, &d); err != nil || d.Sequence != int64(i+1) {
-			t.Fatalf("event %d has sequence %d (%v)", i, d.Sequence, err)
+		if err := json.Unmarshal(e.Detail, &d); err != nil {
+			t.Fatal(err)
+		}
+		sequences = append(sequences, d.Sequence)
+	}
+	recs := store.Records()
+	if len(recs) != 1 || recs[0].Transitions != int64(len(sequences)) || !slices.Equal(sequences, []int64{1}) {
+		// The amendment of a lone observation keeps the state word, so the
+		// one transition is the first observation's.
+		t.Fatalf("published sequences %v; the record counts %d transitions", sequences, recs[0].Transitions)
+	}
+	before := len(bus.delivered)
+	if err := proc.Process(context.Background(), msgs[:1])[0]; err != nil {
+		t.Fatalf("late redelivery of the first message: %v", err)
+	}
+	for _, e := range bus.delivered[before:] {
+		if e.ID != bus.delivered[0].ID {
+			t.Errorf("late redelivery published a new event %s", e.ID)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -27,8 +28,8 @@ type Metrics interface {
 	Add(name string, n int)
 }
 
-// MaxPendingEvents bounds a series' outbox; past it new observations of
-// the series wait until the bus has accepted the pending events.
+// MaxPendingEvents bounds a series' outbox (events of a rebuild the bus has
+// not taken yet); past it new observations of the series wait until it has.
 const MaxPendingEvents = 32
 
 // Message is one queued message.
@@ -69,7 +70,18 @@ type item struct {
 	duplicate bool
 	replaces  string // fingerprint of the stored observation this amends
 	deferred  error  // set when the item must wait for a later delivery
+	// events are those its stored observation caused: written by this
+	// delivery, or found stored when it is a redelivery.
+	events []Event
+	// carried are the events stored with the observation an amendment
+	// replaces: the bus may not have taken them yet, so they move to the
+	// amendment's item and go out again with it.
+	carried []Event
 }
+
+// MaxCarriedEvents bounds what a chain of amendments of one observation
+// carries forward, newest kept, so the item stays small.
+const MaxCarriedEvents = 8
 
 // Process handles a batch. It returns one error per message, nil for a
 // message that is done. A message whose error has code EINVALID will never
@@ -131,7 +143,7 @@ func (p *Processor) identity(ctx context.Context, attacker string) (string, erro
 
 // processUnit applies the observations of one identity in batch order,
 // committing them in as few atomic writes as the store allows, then
-// publishes what the outboxes of the touched series hold.
+// publishes the events they caused.
 func (p *Processor) processUnit(ctx context.Context, identity string, unit []*item, errs []error) {
 	pending := unit
 	var touched []SeriesKey
@@ -173,6 +185,9 @@ commits:
 		switch {
 		case err == nil:
 			p.cache.putCommitted(pl.commit)
+			for i, w := range pl.commit.Observations {
+				pl.writes[i].events = w.Events
+			}
 			p.count(MetricObservations, len(pl.commit.Observations))
 			pending = pending[pl.consumed:]
 			conflicts = 0 // progress: only consecutive conflicts count
@@ -186,10 +201,14 @@ commits:
 			}
 			it := pl.writes[exists.Index]
 			if exists.Existing.Fingerprint() == it.obs.Fingerprint() {
+				// A redelivery: its first delivery may have died before
+				// publishing, so publish again what it caused (same IDs).
 				it.duplicate = true
+				it.events = exists.Events
 				p.count(MetricDuplicates, 1)
 			} else {
 				it.replaces = exists.Existing.Fingerprint()
+				it.carried = exists.Events[max(0, len(exists.Events)-MaxCarriedEvents):]
 				p.count(MetricAmendments, 1)
 			}
 		case errors.Is(err, ErrVersionConflict):
@@ -210,7 +229,7 @@ commits:
 		}
 	}
 	// Earlier commits of this unit may have stored events even if a later
-	// one failed: publish them now rather than at the next touch.
+	// one failed: publish them now.
 	p.publish(ctx, identity, touched, unit, errs)
 }
 
@@ -314,11 +333,14 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			state = rec.Series.State(p.Thresholds)
 		}
 		planned[key] = append(planned[key], point)
-		change, err := rec.Settle(state, it.obs.AttackerUUID)
-		if err != nil {
-			return nil, err
-		}
+		events := slices.Clone(it.carried)
+		change := rec.Transition(state, it.obs.AttackerUUID)
 		if change != nil {
+			e, err := change.Event()
+			if err != nil {
+				return nil, err
+			}
+			events = append(events, e)
 			p.count(MetricTransitions, 1)
 		}
 		if Touches(change) {
@@ -328,14 +350,16 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 				}
 			}
 			if s := ident.Flag(change, p.Thresholds); s != nil {
-				if err := rec.Enqueue(s); err != nil {
+				e, err := s.Event()
+				if err != nil {
 					return nil, err
 				}
+				events = append(events, e)
 				p.count(MetricSuspicions, 1)
 			}
 			pl.commit.Identity = ident
 		}
-		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: key, Observation: it.obs, Replaces: it.replaces})
+		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: key, Observation: it.obs, Replaces: it.replaces, Events: events})
 		pl.writes = append(pl.writes, it)
 		if !inCommit[key] {
 			inCommit[key] = true
@@ -420,34 +444,52 @@ func (p *Processor) loadIdentity(ctx context.Context, identity string, consisten
 	return rec.Clone(), nil
 }
 
-// publish sends the pending outbox events of the touched series and
-// acknowledges what the bus accepted. Items whose series still hold
-// unpublished events fail, so that their redelivery publishes them.
+// publish sends the events of the unit's stored observations, those found
+// stored with redelivered ones, and any left in the outboxes of the touched
+// series by a rebuild. Nothing records that the bus took an observation's
+// events: a message whose events the bus did not take fails, and its
+// redelivery, finding the observation stored, publishes them again with
+// the same IDs. Outbox events are acknowledged as the bus takes them.
 func (p *Processor) publish(ctx context.Context, identity string, touched []SeriesKey, unit []*item, errs []error) {
 	var events []Event
-	owner := make(map[string]SeriesKey)
+	owners := make(map[string][]*item) // event ID → items whose observation caused it
+	outbox := make(map[string]SeriesKey)
+	add := func(e Event) bool {
+		_, known := owners[e.ID]
+		if _, queued := outbox[e.ID]; !known && !queued {
+			events = append(events, e)
+			return true
+		}
+		return false
+	}
 	var primitives []string
 	for _, k := range touched {
 		primitives = append(primitives, k.Primitive)
 	}
-	if len(primitives) == 0 {
-		return
+	if len(primitives) > 0 {
+		records, err := p.loadRecords(ctx, identity, primitives, false)
+		if err != nil {
+			p.failKeys(unit, errs, nil, err)
+			return
+		}
+		for _, k := range touched {
+			for _, e := range records[k.Primitive].Pending() {
+				if add(e) {
+					outbox[e.ID] = k
+				}
+			}
+		}
 	}
-	records, err := p.loadRecords(ctx, identity, primitives, false)
-	if err != nil {
-		p.failKeys(unit, errs, nil, err)
-		return
-	}
-	for _, k := range touched {
-		for _, e := range records[k.Primitive].Pending() {
-			events = append(events, e)
-			owner[e.ID] = k
+	for _, it := range unit {
+		for _, e := range it.events {
+			add(e)
+			owners[e.ID] = append(owners[e.ID], it)
 		}
 	}
 	if len(events) == 0 {
 		return
 	}
-	err = p.Publisher.Publish(ctx, events)
+	err := p.Publisher.Publish(ctx, events)
 	unsent := make(map[string]bool) // event IDs to publish again
 	var perr *PublishError
 	switch {
@@ -459,7 +501,7 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 				unsent[f.Event.ID] = true
 				continue
 			}
-			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it from the outbox",
+			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
 				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
 		}
 	default:
@@ -468,28 +510,41 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 			unsent[e.ID] = true
 		}
 	}
-	// Acknowledge, per series, the prefix of its events the bus took.
+	for id := range unsent {
+		for _, it := range owners[id] {
+			if errs[it.index] == nil {
+				errs[it.index] = fmt.Errorf("publish events: %w", err)
+			}
+		}
+	}
+	p.ackOutboxes(ctx, events, outbox, unsent, unit, errs, err)
+}
+
+// ackOutboxes acknowledges, per series, the prefix of its outbox events the
+// bus took, and fails the items of series whose outbox still holds some.
+func (p *Processor) ackOutboxes(ctx context.Context, events []Event, outbox map[string]SeriesKey, unsent map[string]bool, unit []*item, errs []error, publishErr error) {
 	blocked := make(map[SeriesKey]bool)
 	acked := make(map[SeriesKey]int64)
+	var order []SeriesKey
 	for _, e := range events {
-		k := owner[e.ID]
-		if blocked[k] {
+		k, ok := outbox[e.ID]
+		if !ok || blocked[k] {
 			continue
 		}
 		if unsent[e.ID] {
 			blocked[k] = true
 			continue
 		}
+		if _, seen := acked[k]; !seen {
+			order = append(order, k)
+		}
 		acked[k] = e.Position
 	}
 	// The acks are independent writes: send them together, so the batch
 	// waits for one round trip rather than one per series.
 	var wg sync.WaitGroup
-	for _, k := range touched {
-		pos, ok := acked[k]
-		if !ok {
-			continue
-		}
+	for _, k := range order {
+		pos := acked[k]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -503,7 +558,7 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 	}
 	wg.Wait()
 	if len(blocked) > 0 {
-		p.failKeys(unit, errs, blocked, fmt.Errorf("publish events: %w", err))
+		p.failKeys(unit, errs, blocked, fmt.Errorf("publish events: %w", publishErr))
 	}
 }
 

@@ -75,30 +75,6 @@ func faultStream(t *testing.T, seed uint64, amend float64) [][]byte {
 	})
 }
 
-// seriesOf returns the series a message body belongs to.
-func seriesOf(tb testing.TB, body []byte) attribution.SeriesKey {
-	tb.Helper()
-	obs, err := attribution.DecodeMessage(body)
-	if err != nil {
-		tb.Fatalf("decode: %v", err)
-	}
-	return attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID(obs.AttackerUUID), Primitive: obs.Primitive}
-}
-
-// pendingOf returns the IDs of the events a series' stored outbox still
-// holds.
-func pendingOf(store *memstore.Store, key attribution.SeriesKey) []string {
-	var ids []string
-	for _, r := range store.Records() {
-		if r.Key == key {
-			for _, e := range r.Pending() {
-				ids = append(ids, e.ID)
-			}
-		}
-	}
-	return ids
-}
-
 // TestProcessorVersionConflicts injects version conflicts on every third
 // commit: the processor must re-read and retry, and the outcome must be
 // that of a clean run.
@@ -162,9 +138,9 @@ func TestProcessorGivesUpOnConflicts(t *testing.T) {
 // TestProcessorLostCommitResponse reports some successful commits as
 // failed. The messages concerned fail and are redelivered (to the same
 // warm processor, or to a new one as after a restart); the redelivery
-// finds them stored and must still publish what the lost commit
-// produced, before it reports success. The outcome must be that of a
-// clean run: the same events, no observation counted twice.
+// finds them stored and must still publish the events the lost commit
+// stored with them, before it reports success. The outcome must be that
+// of a clean run: the same events, no observation counted twice.
 func TestProcessorLostCommitResponse(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
@@ -188,6 +164,7 @@ func TestProcessorLostCommitResponse(t *testing.T) {
 				p := newProcessor(store, pub, reg, th)
 				rng := rand.New(rand.NewPCG(seed, 6))
 				msgs := messages(bodies)
+				carried := want.carriedBy(t, msgs)
 				for i := 0; i < len(msgs); {
 					n := 1
 					if tc.batch {
@@ -207,8 +184,8 @@ func TestProcessorLostCommitResponse(t *testing.T) {
 								again = append(again, batch[j])
 								continue
 							}
-							if ids := pendingOf(store.Store, seriesOf(t, batch[j].Body)); len(ids) > 0 {
-								t.Fatalf("message %s (delivery %d) succeeded, yet its series still holds unpublished events %v", batch[j].ID, attempt+1, ids)
+							if missing := notPublished(pub.events(), carried[batch[j].ID]); len(missing) > 0 {
+								t.Fatalf("message %s (delivery %d) succeeded, yet the events of its observation %v were never published", batch[j].ID, attempt+1, missing)
 							}
 						}
 						if len(again) > 0 && tc.cold {
@@ -232,7 +209,10 @@ func TestProcessorLostCommitResponse(t *testing.T) {
 // caches, over one store at once, as two Lambda instances would: real
 // version conflicts. Without amendments the final states do not depend on
 // order: each must be Merge over the series, with every observation
-// counted once, and each series' events must form one unbroken chain.
+// counted once. Both writers publish the events of the observations they
+// meet, so an event may go out twice (always as an exact copy) and out of
+// order; by sequence, each series' events must form one unbroken chain
+// with one event per transition the record made.
 func TestProcessorConcurrentWriters(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
@@ -283,14 +263,12 @@ func TestProcessorConcurrentWriters(t *testing.T) {
 				if r.Current == nil || *r.Current != want.current[r.Key] {
 					t.Errorf("%s: state %+v, want %+v", r.Key, r.Current, want.current[r.Key])
 				}
-				if len(r.Pending()) > 0 {
-					t.Errorf("%s: %d events left unpublished", r.Key, len(r.Pending()))
-				}
 			}
 			if got := len(store.Records()); got != len(want.current) {
 				t.Errorf("%d records, want %d", got, len(want.current))
 			}
-			checkSuspicionRule(t, "concurrent", firstDeliveries(pub.events()), th)
+			checkSuspicionRule(t, "concurrent", pub.events(), th)
+			checkEveryTransitionPublished(t, "concurrent", store, pub.events())
 			t.Logf("%d version conflicts", metrics.get(attribution.MetricVersionConflicts))
 		})
 	}
@@ -304,19 +282,26 @@ type flakyPublisher struct {
 	mu       sync.Mutex
 	mode     string
 	rng      *rand.Rand
-	calls    int
 	failed   bool // the last call failed
 	accepted []recorded
-	offered  []attribution.Event // in the last call
-	details  map[string]string   // every detail ever offered, by ID
+	log      []publishCall
+	details  map[string]string // every detail ever offered, by ID
 	failures int
+}
+
+// publishCall is one Publish call as the processor saw it: what it
+// offered, and which events it must take as not accepted (all of them
+// after a transport error, whatever the bus did).
+type publishCall struct {
+	offered []attribution.Event
+	refused map[string]bool
 }
 
 func (f *flakyPublisher) Publish(_ context.Context, events []attribution.Event) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls++
-	f.offered = slices.Clone(events)
+	call := publishCall{offered: slices.Clone(events), refused: make(map[string]bool)}
+	defer func() { f.log = append(f.log, call) }()
 	if f.details == nil {
 		f.details = make(map[string]string)
 	}
@@ -328,7 +313,12 @@ func (f *flakyPublisher) Publish(_ context.Context, events []attribution.Event) 
 	}
 	accept := func(es []attribution.Event) {
 		for _, e := range es {
-			f.accepted = append(f.accepted, recorded{Call: f.calls, Event: e})
+			f.accepted = append(f.accepted, recorded{Call: len(f.log) + 1, Event: e})
+		}
+	}
+	refuse := func(es []attribution.Event) {
+		for _, e := range es {
+			call.refused[e.ID] = true
 		}
 	}
 	if f.failed || f.rng.IntN(3) != 0 {
@@ -342,24 +332,100 @@ func (f *flakyPublisher) Publish(_ context.Context, events []attribution.Event) 
 	case "suffix":
 		k := f.rng.IntN(len(events))
 		accept(events[:k])
+		refuse(events[k:])
 		perr := &attribution.PublishError{}
 		for _, e := range events[k:] {
 			perr.Failed = append(perr.Failed, attribution.FailedEvent{Event: e, Code: "ThrottlingException", Message: "Rate exceeded", Retryable: true})
 		}
 		return perr
 	case "unsent":
+		refuse(events)
 		return errors.New("put events: dial tcp: connection refused")
 	default: // "sent": the bus took them, the response was lost
 		accept(events)
+		refuse(events)
 		return errors.New("put events: read: connection reset by peer")
 	}
 }
 
-// TestProcessorPublishFailures makes the bus fail now and then. A message
-// whose series' events were not all accepted must fail, with the events
-// kept in the outbox; its redelivery must publish exactly the missing
-// events, with their first IDs; in the end every event of a clean run is
-// published, none is new, none is lost.
+func (f *flakyPublisher) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.log)
+}
+
+// since returns the calls after the first n.
+func (f *flakyPublisher) since(n int) []publishCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log[n:])
+}
+
+func offeredIn(calls []publishCall) []attribution.Event {
+	var out []attribution.Event
+	for _, c := range calls {
+		out = append(out, c.offered...)
+	}
+	return out
+}
+
+// checkFailedExactly checks that each message of a batch failed exactly
+// when the bus did not take an event its observation carries, and then
+// with an error worth retrying.
+func checkFailedExactly(tb testing.TB, batch []attribution.Message, errs []error, calls []publishCall, carried map[string][]wantEvent) {
+	tb.Helper()
+	refused := make(map[string]bool)
+	for _, c := range calls {
+		for id := range c.refused {
+			refused[id] = true
+		}
+	}
+	for j, m := range batch {
+		var lost []string
+		for _, e := range carried[m.ID] {
+			if refused[e.ID] {
+				lost = append(lost, e.ID)
+			}
+		}
+		switch err := errs[j]; {
+		case err == nil && len(lost) > 0:
+			tb.Fatalf("message %s succeeded, yet the bus did not take its events %v", m.ID, lost)
+		case err != nil && len(lost) == 0:
+			tb.Fatalf("message %s failed (%v), yet the bus took all its events", m.ID, err)
+		case attribution.ErrorCode(err) == attribution.EINVALID:
+			tb.Fatalf("message %s: %v, not worth retrying", m.ID, err)
+		}
+	}
+}
+
+// checkAcceptedOracle checks that the bus took every event of the clean
+// run at least once and nothing else: a repeat is an exact copy.
+func checkAcceptedOracle(tb testing.TB, accepted []recorded, want *oracle) {
+	tb.Helper()
+	wantIDs := want.byID()
+	got := make(map[string]bool)
+	for _, r := range accepted {
+		if w, ok := wantIDs[r.Event.ID]; !ok || w != asWant(r.Event) {
+			tb.Errorf("published %v, not an event of the clean run", asWant(r.Event))
+		}
+		got[r.Event.ID] = true
+	}
+	for id, w := range wantIDs {
+		if !got[id] {
+			tb.Errorf("event %v never published", w)
+		}
+	}
+}
+
+// TestProcessorPublishFailures makes the bus fail now and then, one
+// message per call. Each call must offer exactly the events the message's
+// observation carries (those it caused, or for a redelivered message
+// those stored with its observation), in order. The message fails exactly
+// when the bus did not take one of them; its redelivery (the bus works
+// this time) offers the same events again, same IDs, same details. In the
+// end every event of a clean run was accepted, none is new, and, the
+// redelivery coming before the next message, each series' events were
+// first accepted in sequence order.
 func TestProcessorPublishFailures(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
@@ -371,66 +437,40 @@ func TestProcessorPublishFailures(t *testing.T) {
 				store := memstore.New()
 				pub := &flakyPublisher{mode: mode, rng: rand.New(rand.NewPCG(seed, 8))}
 				p := newProcessor(store, pub, reg, th)
-				for i, m := range messages(bodies) {
-					key := seriesOf(t, m.Body)
+				msgs := messages(bodies)
+				carried := want.carriedBy(t, msgs)
+				// deliver processes m and checks the one call it must make.
+				deliver := func(m attribution.Message, what string) error {
+					before := pub.callCount()
 					err := p.Process(context.Background(), []attribution.Message{m})[0]
-					if err == nil {
-						if ids := pendingOf(store, key); len(ids) > 0 {
-							t.Fatalf("message %d succeeded with events %v unpublished", i, ids)
-						}
+					calls := pub.since(before)
+					switch {
+					case len(carried[m.ID]) == 0 && len(calls) > 0:
+						t.Fatalf("%s %s: published %v, though its observation carries no event", what, m.ID, wants(offeredIn(calls)))
+					case len(carried[m.ID]) > 0 && len(calls) != 1:
+						t.Fatalf("%s %s: %d publish calls, want 1", what, m.ID, len(calls))
+					case !slices.Equal(wants(offeredIn(calls)), carried[m.ID]):
+						t.Fatalf("%s %s: offered\n %v\nwant\n %v", what, m.ID, wants(offeredIn(calls)), carried[m.ID])
+					}
+					checkFailedExactly(t, []attribution.Message{m}, []error{err}, calls, carried)
+					return err
+				}
+				failed := 0
+				for _, m := range msgs {
+					if deliver(m, "message") == nil {
 						continue
 					}
-					if attribution.ErrorCode(err) == attribution.EINVALID || !pub.failed {
-						t.Fatalf("message %d: %v (code %s, the bus failed: %v)", i, err, attribution.ErrorCode(err), pub.failed)
-					}
-					missing := pendingOf(store, key)
-					if len(missing) == 0 {
-						t.Fatalf("message %d failed, yet its series holds no unpublished event", i)
-					}
+					failed++
 					// Redelivery: the bus works this time.
-					if err := p.Process(context.Background(), []attribution.Message{m})[0]; err != nil {
-						t.Fatalf("message %d, redelivered: %v", i, err)
-					}
-					var resent []string
-					for _, e := range pub.offered {
-						resent = append(resent, e.ID)
-					}
-					if !slices.Equal(resent, missing) {
-						t.Fatalf("message %d: redelivery published %v, the missing events were %v", i, resent, missing)
-					}
-					if ids := pendingOf(store, key); len(ids) > 0 {
-						t.Fatalf("message %d: redelivered, events %v still unpublished", i, ids)
+					if err := deliver(m, "redelivered message"); err != nil {
+						t.Fatalf("message %s, redelivered: %v", m.ID, err)
 					}
 				}
-				if pub.failures <= 0 {
-					t.Fatalf("failures = %d: none injected, or an event ID came back with another detail", pub.failures)
+				if failed == 0 || pub.failures <= 0 {
+					t.Fatalf("%d messages failed, failures = %d: none injected, or an event ID came back with another detail", failed, pub.failures)
 				}
-				// Every event of the clean run, with its detail, and no other.
-				wantIDs := make(map[string]string)
-				for _, list := range want.events {
-					for _, e := range list {
-						wantIDs[e.ID] = e.Detail
-					}
-				}
-				got := make(map[string]int)
-				var firsts []recorded
-				for _, r := range pub.accepted {
-					if got[r.Event.ID]++; got[r.Event.ID] == 1 {
-						firsts = append(firsts, r)
-					}
-					if d, ok := wantIDs[r.Event.ID]; !ok || d != string(r.Event.Detail) {
-						t.Errorf("published %s %s, not an event of the clean run", r.Event.ID, r.Event.Detail)
-					}
-				}
-				for id := range wantIDs {
-					if got[id] == 0 {
-						t.Errorf("event %s %s never published", id, wantIDs[id])
-					}
-					if got[id] > 1 && mode != "sent" {
-						t.Errorf("event %s published %d times though the bus never took it twice", id, got[id])
-					}
-				}
-				stateChangedOrder(t, firsts, want)
+				checkAcceptedOracle(t, pub.accepted, want)
+				stateChangedOrder(t, firstDeliveries(t, pub.accepted), want)
 				checkRecords(t, mode, store, want)
 			})
 		}
@@ -472,8 +512,11 @@ func bySeriesStateChanged(tb testing.TB, events []recorded) map[attribution.Seri
 }
 
 // TestProcessorPublishFailuresBatched requeues the messages of failed
-// batches behind the rest of the queue, as SQS does; whatever the order of
-// redelivery, every event of a clean run is published and none is new.
+// batches behind the rest of the queue, as SQS does. Every call must offer
+// exactly the events the observations of its batch carry, each once; a
+// message fails exactly when the bus did not take one of its events, and
+// whatever the order of redelivery, every event of a clean run is
+// accepted in the end and none is new.
 func TestProcessorPublishFailuresBatched(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
@@ -486,7 +529,11 @@ func TestProcessorPublishFailuresBatched(t *testing.T) {
 			p := newProcessor(store, pub, reg, th)
 			rng := rand.New(rand.NewPCG(seed, 10))
 			queue := messages(bodies)
-			failedCalls := 0
+			// Only publishing fails, so every observation is stored on its
+			// first delivery, in stream order: what each message carries is
+			// the oracle's, whenever it is redelivered.
+			carried := want.carriedBy(t, queue)
+			failed := 0
 			for rounds := 0; len(queue) > 0; rounds++ {
 				if rounds > 10*len(bodies) {
 					t.Fatalf("queue never drains: %d messages left", len(queue))
@@ -494,43 +541,22 @@ func TestProcessorPublishFailuresBatched(t *testing.T) {
 				n := min(len(queue), 1+rng.IntN(20))
 				batch := queue[:n]
 				queue = queue[n:]
-				for j, err := range p.Process(context.Background(), batch) {
-					key := seriesOf(t, batch[j].Body)
-					if err == nil {
-						if ids := pendingOf(store, key); len(ids) > 0 {
-							t.Fatalf("message %s succeeded with events %v unpublished", batch[j].ID, ids)
-						}
-						continue
+				before := pub.callCount()
+				errs := p.Process(context.Background(), batch)
+				calls := pub.since(before)
+				checkOffered(t, fmt.Sprintf("round %d", rounds), offeredIn(calls), batch, carried)
+				checkFailedExactly(t, batch, errs, calls, carried)
+				for j, err := range errs {
+					if err != nil {
+						failed++
+						queue = append(queue, batch[j])
 					}
-					failedCalls++
-					if len(pendingOf(store, key)) == 0 {
-						t.Fatalf("message %s failed (%v), yet its series holds no unpublished event", batch[j].ID, err)
-					}
-					queue = append(queue, batch[j])
 				}
 			}
-			if failedCalls == 0 {
+			if failed == 0 {
 				t.Fatalf("no message failed")
 			}
-			wantIDs := make(map[string]string)
-			for _, list := range want.events {
-				for _, e := range list {
-					wantIDs[e.ID] = e.Detail
-				}
-			}
-			got := make(map[string]bool)
-			for _, r := range pub.accepted {
-				if d, ok := wantIDs[r.Event.ID]; !ok || d != string(r.Event.Detail) {
-					t.Errorf("published %s %s, not an event of the clean run", r.Event.ID, r.Event.Detail)
-				}
-				if got[r.Event.ID] {
-					t.Errorf("event %s accepted twice", r.Event.ID)
-				}
-				got[r.Event.ID] = true
-			}
-			if len(got) != len(wantIDs) {
-				t.Errorf("%d distinct events published, want %d", len(got), len(wantIDs))
-			}
+			checkAcceptedOracle(t, pub.accepted, want)
 			checkRecords(t, "batched", store, want)
 		})
 	}
@@ -541,7 +567,7 @@ type permanentPublisher struct {
 	mu       sync.Mutex
 	reject   func(attribution.Event) bool
 	accepted []recorded
-	offered  map[string]int
+	offered  []attribution.Event // every event offered, in order
 	calls    int
 }
 
@@ -549,12 +575,9 @@ func (p *permanentPublisher) Publish(_ context.Context, events []attribution.Eve
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
-	if p.offered == nil {
-		p.offered = make(map[string]int)
-	}
 	perr := &attribution.PublishError{}
 	for _, e := range events {
-		p.offered[e.ID]++
+		p.offered = append(p.offered, e)
 		if p.reject(e) {
 			perr.Failed = append(perr.Failed, attribution.FailedEvent{Event: e, Code: "ValidationException", Message: "detail too large", Retryable: false})
 			continue
@@ -568,42 +591,50 @@ func (p *permanentPublisher) Publish(_ context.Context, events []attribution.Eve
 }
 
 // TestProcessorPublishPermanentFailure checks that an event the bus
-// rejects for good is dropped: the message succeeds, the event is offered
-// once and never again, the events after it still go out, and a
-// redelivery of the whole stream publishes nothing.
+// rejects for good is logged and dropped: the message does not fail for
+// it and the events after it still go out. A delivery of the whole stream
+// offers each event its observations carry once; delivering the stream
+// again offers them once more (the bus rejects the same ones again) and
+// still fails no message.
 func TestProcessorPublishPermanentFailure(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
 	bodies := faultStream(t, 50, 0.05)
-	want := mustOracle(t, reg, th, bodies)
+	// The oracle of both deliveries: an amendment delivered again may
+	// amend again.
+	want := mustOracle(t, reg, th, slices.Concat(bodies, bodies))
 	store := memstore.New()
 	pub := &permanentPublisher{reject: func(e attribution.Event) bool { return e.ID[0] < '4' }}
 	metrics := &countingMetrics{}
 	p := newProcessor(store, pub, reg, th)
 	p.Metrics = metrics
 	msgs := messages(bodies)
-	for i, err := range p.Process(context.Background(), msgs) {
-		if err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-	}
 	rejected := 0
-	accepted := make(map[string]bool)
-	for _, r := range pub.accepted {
-		accepted[r.Event.ID] = true
-	}
-	for _, list := range want.events {
-		for _, e := range list {
+	for round, name := range []string{"delivery", "redelivery"} {
+		carried := make(map[string][]wantEvent)
+		for i, m := range msgs {
+			carried[m.ID] = want.carried[round*len(msgs)+i]
+		}
+		offered, accepted := len(pub.offered), len(pub.accepted)
+		for i, err := range p.Process(context.Background(), msgs) {
+			if err != nil {
+				t.Fatalf("%s: message %d: %v", name, i, err)
+			}
+		}
+		checkOffered(t, name, pub.offered[offered:], msgs, carried)
+		took := make(map[wantEvent]bool)
+		for _, r := range pub.accepted[accepted:] {
+			took[asWant(r.Event)] = true
+		}
+		for _, e := range pub.offered[offered:] {
 			switch {
-			case pub.offered[e.ID] != 1:
-				t.Errorf("event %s offered %d times, want once", e.ID, pub.offered[e.ID])
 			case e.ID[0] < '4':
 				rejected++
-				if accepted[e.ID] {
-					t.Errorf("rejected event %s accepted", e.ID)
+				if took[asWant(e)] {
+					t.Errorf("%s: rejected event %s accepted", name, e.ID)
 				}
-			case !accepted[e.ID]:
-				t.Errorf("event %s never accepted", e.ID)
+			case !took[asWant(e)]:
+				t.Errorf("%s: event %s not accepted", name, e.ID)
 			}
 		}
 	}
@@ -611,51 +642,71 @@ func TestProcessorPublishPermanentFailure(t *testing.T) {
 		t.Fatalf("%d events rejected, %d publish failures counted", rejected, metrics.get(attribution.MetricPublishFailures))
 	}
 	checkRecords(t, "permanent", store, want)
-	calls := pub.calls
-	for i, err := range p.Process(context.Background(), msgs) {
-		if err != nil {
-			t.Fatalf("redelivered message %d: %v", i, err)
-		}
-	}
-	if pub.calls != calls {
-		t.Errorf("redelivering the whole stream published %d more times", pub.calls-calls)
-	}
 }
 
-// TestProcessorRedeliveryPublishesNothing: re-running a stream over
-// unchanged series changes nothing and publishes nothing, in a warm
-// processor and in a new one.
-func TestProcessorRedeliveryPublishesNothing(t *testing.T) {
+// TestProcessorRedeliveryRepublishesStoredEvents: redelivering processed
+// messages over unchanged series, to the warm processor one at a time and
+// to a new one all at once, changes no record. A message whose stored
+// observation caused events publishes exact copies of them again (same
+// IDs, same details: its first delivery may have died before publishing
+// them); one whose observation caused none publishes nothing.
+func TestProcessorRedeliveryRepublishesStoredEvents(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
 	bodies := faultStream(t, 60, 0) // an amendment redelivered late would revert
+	want := mustOracle(t, reg, th, bodies)
 	store := memstore.New()
 	pub := &recorder{}
 	msgs := messages(bodies)
+	carried := want.carriedBy(t, msgs)
 	p := newProcessor(store, pub, reg, th)
 	for i, err := range p.Process(context.Background(), msgs) {
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
+	diffEvents(t, "delivery", bySeries(t, pub.events()), want.events)
 	before := summaries(store)
-	n := len(pub.events())
-	if n == 0 {
-		t.Fatalf("the stream published nothing")
-	}
-	for name, proc := range map[string]*attribution.Processor{"warm": p, "cold": newProcessor(store, pub, reg, th)} {
-		for i, err := range proc.Process(context.Background(), msgs) {
-			if err != nil {
-				t.Fatalf("%s: redelivered message %d: %v", name, i, err)
+
+	republished, silent := 0, 0
+	for _, m := range msgs {
+		n, calls := len(pub.events()), pub.callCount()
+		if err := p.Process(context.Background(), []attribution.Message{m})[0]; err != nil {
+			t.Fatalf("warm: redelivered message %s: %v", m.ID, err)
+		}
+		got := wants(eventsOf(pub.events()[n:]))
+		if len(carried[m.ID]) == 0 {
+			silent++
+			if pub.callCount() != calls {
+				t.Errorf("warm: message %s, whose observation caused no event, published %v", m.ID, got)
 			}
+			continue
 		}
-		if got := len(pub.events()); got != n {
-			t.Errorf("%s: redelivery published %d events", name, got-n)
-		}
-		if fmt.Sprint(summaries(store)) != fmt.Sprint(before) {
-			t.Errorf("%s: redelivery changed the records", name)
+		republished++
+		if !slices.Equal(got, carried[m.ID]) {
+			t.Errorf("warm: message %s published\n %v\nwant the events stored with its observation\n %v", m.ID, got, carried[m.ID])
 		}
 	}
+	if republished == 0 || silent == 0 {
+		t.Fatalf("%d messages carry events, %d carry none: the stream does not show both", republished, silent)
+	}
+	if fmt.Sprint(summaries(store)) != fmt.Sprint(before) {
+		t.Errorf("warm: redelivery changed the records")
+	}
+
+	n := len(pub.events())
+	for i, err := range newProcessor(store, pub, reg, th).Process(context.Background(), msgs) {
+		if err != nil {
+			t.Fatalf("cold: redelivered message %d: %v", i, err)
+		}
+	}
+	checkOffered(t, "cold", eventsOf(pub.events()[n:]), msgs, carried)
+	if fmt.Sprint(summaries(store)) != fmt.Sprint(before) {
+		t.Errorf("cold: redelivery changed the records")
+	}
+	// Every copy is exact and no event is new.
+	diffEvents(t, "redelivery", bySeries(t, pub.events()), want.events)
+	checkRecords(t, "redelivery", store, want)
 }
 
 // interleavingStore lets another writer process a message right before
@@ -678,7 +729,8 @@ func (s *interleavingStore) Commit(ctx context.Context, c *attribution.Commit) e
 
 // TestProcessorInterleavedWriters runs two processors over one store, the
 // second one stepping in between the first one's read and write. Without
-// amendments the final states do not depend on order.
+// amendments the final states do not depend on order; by sequence, each
+// series' events form one unbroken chain with one event per transition.
 func TestProcessorInterleavedWriters(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
@@ -741,30 +793,14 @@ func TestProcessorInterleavedWriters(t *testing.T) {
 				if r.Current == nil || *r.Current != want.current[r.Key] {
 					t.Errorf("%s: state %+v, want %+v", r.Key, r.Current, want.current[r.Key])
 				}
-				if len(r.Pending()) > 0 {
-					t.Errorf("%s: %d events left unpublished", r.Key, len(r.Pending()))
-				}
 			}
 			if got := len(shared.Records()); got != len(want.current) {
 				t.Errorf("%d records, want %d", got, len(want.current))
 			}
-			checkSuspicionRule(t, "interleaved", firstDeliveries(pub.events()), th)
+			checkSuspicionRule(t, "interleaved", pub.events(), th)
+			checkEveryTransitionPublished(t, "interleaved", shared, pub.events())
 		})
 	}
-}
-
-// firstDeliveries drops repeated deliveries of an event: two writers that
-// both see an event in an outbox may both publish it, with its one ID.
-func firstDeliveries(events []recorded) []recorded {
-	seen := make(map[string]bool)
-	var out []recorded
-	for _, r := range events {
-		if !seen[r.Event.ID] {
-			seen[r.Event.ID] = true
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // failingStore fails the commits fail picks (given their 1-based number) with err;
@@ -793,31 +829,37 @@ func (s *failingStore) Commit(ctx context.Context, c *attribution.Commit) error 
 // TestProcessorLostResponseWarmRedelivery is the smallest case of a lost
 // commit response: the first observation of a series is stored, the
 // response is lost, the message fails; its redelivery to the same
-// processor must publish the state_changed event the commit produced.
+// processor finds the observation stored and must publish the
+// state_changed event the commit stored with it.
 func TestProcessorLostResponseWarmRedelivery(t *testing.T) {
 	reg := mustTestRegistry(t)
+	th := attribution.DefaultThresholds()
 	store := &failingStore{Store: memstore.New(), fail: func(n int, _ *attribution.Commit) bool { return n == 1 }, written: true, err: errors.New("connection reset")}
 	pub := &recorder{}
-	p := newProcessor(store, pub, reg, attribution.DefaultThresholds())
-	msg := messages([][]byte{spec{Attacker: "att-1", Primitive: "motor.input_modality", Ref: "r1", TS: 1, Value: `"typed"`}.body()})
+	p := newProcessor(store, pub, reg, th)
+	bodies := [][]byte{spec{Attacker: "att-1", Primitive: "motor.input_modality", Ref: "r1", TS: 1, Value: `"typed"`}.body()}
+	msg := messages(bodies)
+	stored := mustOracle(t, reg, th, bodies).carried[0]
+	if len(stored) != 1 || stored[0].DetailType != attribution.EventStateChanged {
+		t.Fatalf("the oracle stores %v with the observation, want one state_changed", stored)
+	}
 	if err := p.Process(context.Background(), msg)[0]; err == nil {
 		t.Fatalf("first delivery: no error, though the commit reported one")
 	}
+	n := len(pub.events())
 	if err := p.Process(context.Background(), msg)[0]; err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	if n := len(pub.events()); n != 1 {
-		t.Errorf("redelivery published %d events, want the 1 state_changed the lost commit stored", n)
-	}
-	if ids := pendingOf(store.Store, seriesOf(t, msg[0].Body)); len(ids) > 0 {
-		t.Errorf("redelivery succeeded with %v still in the outbox", ids)
+	if got := wants(eventsOf(pub.events()[n:])); !slices.Equal(got, stored) {
+		t.Errorf("redelivery published %v, want the state_changed the lost commit stored: %v", got, stored)
 	}
 }
 
 // TestProcessorFailedCommitKeepsEarlierEvents: a batch of one identity
 // needs two commits (the second message is amended within the batch);
 // the second commit fails. The messages of the first commit succeed, so
-// their events must be published now: nothing would publish them later.
+// the events stored with their observations must be published now: only
+// a redelivery of those messages would publish them later.
 func TestProcessorFailedCommitKeepsEarlierEvents(t *testing.T) {
 	reg := mustTestRegistry(t)
 	cases := []struct {
@@ -839,18 +881,28 @@ func TestProcessorFailedCommitKeepsEarlierEvents(t *testing.T) {
 			b := spec{Attacker: "att-1", Primitive: "environmental.locale", Ref: "r1", TS: 2, Value: `"en"`}
 			amended := b
 			amended.Value = `"de"`
-			msgs := messages([][]byte{a.body(), b.body(), amended.body()})
+			bodies := [][]byte{a.body(), b.body(), amended.body()}
+			msgs := messages(bodies)
+			carried := mustOracle(t, reg, attribution.DefaultThresholds(), bodies).carriedBy(t, msgs)
 			errs := p.Process(context.Background(), msgs)
 			if errs[2] == nil {
 				t.Fatalf("the message of the failed commit succeeded")
 			}
+			succeeded := 0
 			for i, m := range msgs[:2] {
 				if errs[i] != nil {
 					continue // failing is allowed: it will be redelivered
 				}
-				if ids := pendingOf(store.Store, seriesOf(t, m.Body)); len(ids) > 0 {
-					t.Errorf("message %d succeeded, yet its series holds unpublished events %v", i, ids)
+				succeeded++
+				if len(carried[m.ID]) == 0 {
+					t.Fatalf("message %d: the first observation of a series caused no event", i)
 				}
+				if missing := notPublished(pub.events(), carried[m.ID]); len(missing) > 0 {
+					t.Errorf("message %d succeeded, yet the events of its observation %v were not published", i, missing)
+				}
+			}
+			if succeeded == 0 {
+				t.Fatalf("no message of the first commit succeeded: %v", errs[:2])
 			}
 		})
 	}
@@ -941,7 +993,8 @@ func (s *staleStore) LoadIdentity(ctx context.Context, identity string, consiste
 
 // TestProcessorStaleReads serves every cheap read one write behind, to a
 // new processor for every message (a warm one reads its cache). A stale
-// record must only ever cost a conflict and a consistent re-read: the
+// record must only ever cost a conflict and a consistent re-read: each
+// message publishes exactly the events its observation carries, and the
 // states come out as in a clean run.
 func TestProcessorStaleReads(t *testing.T) {
 	reg := mustTestRegistry(t)
@@ -952,34 +1005,40 @@ func TestProcessorStaleReads(t *testing.T) {
 			want := mustOracle(t, reg, th, bodies)
 			store := newStaleStore()
 			pub := &recorder{}
-			for i, m := range messages(bodies) {
+			msgs := messages(bodies)
+			carried := want.carriedBy(t, msgs)
+			for i, m := range msgs {
 				p := newProcessor(store, pub, reg, th)
+				n := len(pub.events())
 				if err := p.Process(context.Background(), []attribution.Message{m})[0]; err != nil {
 					t.Fatalf("message %d: %v", i, err)
 				}
-				if ids := pendingOf(store.Store, seriesOf(t, m.Body)); len(ids) > 0 {
-					t.Fatalf("message %d succeeded with events %v unpublished", i, ids)
+				if got := wants(eventsOf(pub.events()[n:])); !slices.Equal(got, carried[m.ID]) {
+					t.Fatalf("message %d published\n %v\nwant\n %v", i, got, carried[m.ID])
 				}
 			}
 			if store.staleReads == 0 {
 				t.Fatalf("no stale read served")
 			}
 			checkRecords(t, "stale", store.Store, want)
-			stateChangedOrder(t, firstDeliveries(pub.events()), want)
+			stateChangedOrder(t, firstDeliveries(t, pub.events()), want)
 		})
 	}
 }
 
-// TestProcessorStaleReadOnRedelivery: the bus fails, the message fails
-// with its event kept in the outbox; the redelivery reaches a new
-// processor whose cheap read is one write behind. It finds the
-// observation stored (a duplicate) and must not take the stale record's
-// empty outbox for the truth: its success must mean the event went out.
+// TestProcessorStaleReadOnRedelivery: the bus fails, the message fails,
+// its event stored with its observation; the redelivery reaches a new
+// processor whose cheap read is one write behind, so the record it plans
+// from has never seen the observation. The commit finds the observation
+// stored (a duplicate) with its event, and the redelivery must publish
+// that event: its success must mean the event went out.
 func TestProcessorStaleReadOnRedelivery(t *testing.T) {
 	reg := mustTestRegistry(t)
 	th := attribution.DefaultThresholds()
 	store := newStaleStore()
-	msg := messages([][]byte{spec{Attacker: "att-1", Primitive: "motor.input_modality", Ref: "r1", TS: 1, Value: `"typed"`}.body()})
+	bodies := [][]byte{spec{Attacker: "att-1", Primitive: "motor.input_modality", Ref: "r1", TS: 1, Value: `"typed"`}.body()}
+	msg := messages(bodies)
+	stored := mustOracle(t, reg, th, bodies).carried[0]
 	bus := &switchPublisher{fail: true}
 	if err := newProcessor(store, bus, reg, th).Process(context.Background(), msg)[0]; err == nil {
 		t.Fatalf("first delivery succeeded though the bus failed")
@@ -988,8 +1047,11 @@ func TestProcessorStaleReadOnRedelivery(t *testing.T) {
 	if err := newProcessor(store, bus, reg, th).Process(context.Background(), msg)[0]; err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	if ids := pendingOf(store.Store, seriesOf(t, msg[0].Body)); len(ids) > 0 {
-		t.Errorf("redelivery succeeded with %v still in the outbox (%d published)", ids, len(bus.accepted))
+	if got := wants(bus.accepted); len(stored) == 0 || !slices.Equal(got, stored) {
+		t.Errorf("redelivery published %v, want the event stored with the observation %v", got, stored)
+	}
+	if store.staleReads == 0 {
+		t.Errorf("the redelivery read nothing stale")
 	}
 }
 

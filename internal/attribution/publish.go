@@ -6,13 +6,14 @@ import (
 	"strings"
 )
 
-// Publisher delivers outbox events to the event bus.
+// Publisher delivers events to the event bus.
 type Publisher interface {
 	// Publish delivers events in order. It returns nil only when every event
 	// was accepted. Otherwise it returns a *PublishError listing the events
 	// that were not accepted (the others were), or another error when the
-	// outcome of the whole call is unknown; either way the caller keeps the
-	// events in the outbox and publishes them again later with the same IDs.
+	// outcome of the whole call is unknown; either way the events are still
+	// stored (with their observations, or in an outbox) and the caller
+	// publishes them again later with the same IDs.
 	Publish(ctx context.Context, events []Event) error
 }
 

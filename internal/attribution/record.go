@@ -2,7 +2,6 @@ package attribution
 
 import (
 	"crypto/sha1"
-	"encoding/json"
 	"fmt"
 	"slices"
 )
@@ -17,7 +16,8 @@ func (k SeriesKey) String() string { return k.IdentityUUID + "|" + k.Primitive }
 
 // SeriesRecord is everything persisted about one series besides its
 // observations: the incremental record, the current state, the transition
-// bookkeeping and the outbox of events not yet acknowledged by the bus.
+// bookkeeping and the outbox of events that no observation carries (a
+// rebuild's) not yet acknowledged by the bus.
 type SeriesRecord struct {
 	Key SeriesKey `json:"-"`
 	// Version is 0 for a record never stored; stores compare it on write.
@@ -63,17 +63,18 @@ func (r *SeriesRecord) Pending() []Event {
 	return out
 }
 
-// Settle records the new state after an observation by attacker and
+// Transition records the new state after an observation by attacker and
 // returns the state_changed event if the state word changed (or there was
 // no state before). last_change_ts moves only on a transition: it is the
-// "stable since" of the current state.
-func (r *SeriesRecord) Settle(next State, attacker string) (*StateChanged, error) {
+// "stable since" of the current state. The event is the caller's to keep:
+// the processor stores it with the observation that caused it.
+func (r *SeriesRecord) Transition(next State, attacker string) *StateChanged {
 	prior := r.Current
 	r.AttackerUUID = attacker
 	cur := next
 	r.Current = &cur
 	if prior != nil && prior.State == next.State {
-		return nil, nil
+		return nil
 	}
 	r.LastChangeTS = next.LastObservationTS
 	r.Transitions++
@@ -93,25 +94,41 @@ func (r *SeriesRecord) Settle(next State, attacker string) (*StateChanged, error
 		old := prior.State
 		ev.OldState = &old
 	}
-	return ev, r.enqueue(EventStateChanged, ev.EventID, ev)
+	return ev
 }
 
-// Enqueue adds a multi_actor_suspected event to this series' outbox, right
-// after the transition that caused it.
-func (r *SeriesRecord) Enqueue(ev *MultiActorSuspected) error {
-	return r.enqueue(EventMultiActorSuspected, ev.EventID, ev)
-}
-
-func (r *SeriesRecord) enqueue(detailType, id string, detail any) error {
-	b, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("encode %s %s: %w", detailType, id, err)
+// Settle is Transition with the event queued in the record's outbox: for
+// changes no stored observation carries, such as a rebuild's.
+func (r *SeriesRecord) Settle(next State, attacker string) (*StateChanged, error) {
+	ev := r.Transition(next, attacker)
+	if ev == nil {
+		return nil, nil
 	}
+	e, err := ev.Event()
+	if err != nil {
+		return nil, err
+	}
+	r.enqueue(e)
+	return ev, nil
+}
+
+// Enqueue adds a multi_actor_suspected event to this series' outbox, after
+// the transition that raised it (a rebuild's: see Settle).
+func (r *SeriesRecord) Enqueue(ev *MultiActorSuspected) error {
+	e, err := ev.Event()
+	if err != nil {
+		return err
+	}
+	r.enqueue(e)
+	return nil
+}
+
+func (r *SeriesRecord) enqueue(e Event) {
 	// Drop what the bus has acknowledged so the outbox stays short.
 	r.Outbox = r.Pending()
 	r.NextPosition++
-	r.Outbox = append(r.Outbox, Event{ID: id, DetailType: detailType, Position: r.NextPosition, Detail: b})
-	return nil
+	e.Position = r.NextPosition
+	r.Outbox = append(r.Outbox, e)
 }
 
 // IdentityRecord is the identity-level state of the cross-primitive

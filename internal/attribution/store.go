@@ -35,7 +35,8 @@ type Store interface {
 	// version is not the one read. Records are stored with Version+1.
 	Commit(ctx context.Context, c *Commit) error
 	// Ack records that the events of a series' outbox up to position were
-	// accepted by the bus. It never lowers the acknowledged position.
+	// accepted by the bus. It never lowers the acknowledged position. Only
+	// outbox events need it; events stored with observations need none.
 	Ack(ctx context.Context, key SeriesKey, position int64) error
 }
 
@@ -66,14 +67,19 @@ type ObservationWrite struct {
 	// yet, or the fingerprint of the stored observation an amendment
 	// replaces, which must still be the stored one.
 	Replaces string
+	// Events are the events the observation caused, stored with it so that
+	// a redelivery of its message can publish them again: no write is
+	// needed to record that the bus took them.
+	Events []Event
 }
 
 // ObservationExistsError reports that the observation at Index of a commit
-// was not written because the stored one (Existing) is not what the write
-// expected.
+// was not written because the stored one (Existing, with the events it
+// caused) is not what the write expected.
 type ObservationExistsError struct {
 	Index    int
 	Existing Observation
+	Events   []Event
 }
 
 func (e *ObservationExistsError) Error() string {

@@ -27,11 +27,14 @@ type HistoryLoader struct {
 
 // Load stores sessions 1..h of each series of w: the attacker's identity
 // (as a first sighting stores it), the series record built from all h
-// points with attribution.NewSeries, settled and acknowledged as a record
-// that has published its events; and, for the series in withItems, the h
-// observation items, encoded by ddbstore.Store.Commit and written with
-// BatchWriteItem (history is not the traffic being measured, and writing
-// it through transactions is slow on a local emulator).
+// points with attribution.NewSeries, in the state those points give and
+// with no events of its own (the history's events went out long ago);
+// and, for the series in withItems, the h observation items, encoded by
+// ddbstore.Store.Commit without events and written with BatchWriteItem
+// (history is not the traffic being measured, and writing it through
+// transactions is slow on a local emulator). No identity record is
+// stored, which stands for an empty flagged set: Load fails if a history
+// series ends in multi_actor.
 func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h int, withItems map[Series]bool) error {
 	store := ddbstore.New(l.Client, l.Tables, l.ObservationTTL)
 	bulk := ddbstore.New(bulkClient{l.Client}, l.Tables, l.ObservationTTL)
@@ -59,8 +62,10 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 		}
 		rec := attribution.NewSeriesRecord(key, kind, l.Thresholds)
 		rec.Series = attribution.NewSeries(kind, points, l.Thresholds)
-		if _, err := rec.Settle(rec.Series.State(l.Thresholds), w.Attacker(s.Attacker)); err != nil {
-			return fmt.Errorf("history record of %s: %w", key, err)
+		// The history's events were published long ago: none is kept.
+		rec.Transition(rec.Series.State(l.Thresholds), w.Attacker(s.Attacker))
+		if rec.Current.State == attribution.StateMultiActor {
+			return fmt.Errorf("history of %s ends in %s, which the identity record would have to list; the loader stores none", key, attribution.StateMultiActor)
 		}
 		records = append(records, rec)
 	}
@@ -68,11 +73,6 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 		c := &attribution.Commit{Series: records[start:min(len(records), start+attribution.MaxCommitItems)]}
 		if err := store.Commit(ctx, c); err != nil {
 			return fmt.Errorf("history records: %w", err)
-		}
-	}
-	for _, rec := range records {
-		if err := store.Ack(ctx, rec.Key, rec.NextPosition); err != nil {
-			return err
 		}
 	}
 	return nil

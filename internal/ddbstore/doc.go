@@ -8,7 +8,8 @@
 //   - observations: one item per (identity|primitive, evidence_ref): the
 //     natural key is unique per series. A new observation is put with
 //     attribute_not_exists; an amendment with the stored fingerprint as
-//     condition.
+//     condition. The events the observation caused ride on its item
+//     (deflated JSON), so a redelivery can publish them again.
 //   - states:       one item per (identity, primitive) holding the series
 //     record (deflated JSON) and its version, plus one "#identity" item per
 //     identity for the cross-primitive rule.

@@ -34,6 +34,7 @@ const (
 	attrVersion     = "v"
 	attrRecord      = "rec"
 	attrPublished   = "pub"
+	attrEvents      = "ev"
 )
 
 // identityItem is the sort key of an identity's own record in the states
@@ -316,7 +317,7 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 		case code == "" || code == "None":
 			continue
 		case code == "ConditionalCheckFailed" && i < len(c.Observations):
-			existing, err := s.existingObservation(ctx, c.Observations[i], reason.Item)
+			existing, err := s.existingObservation(ctx, i, c.Observations[i], reason.Item)
 			if err != nil {
 				return err
 			}
@@ -324,7 +325,7 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 				// An amendment's target vanished (expired): retry as new.
 				return fmt.Errorf("observation %s: %w", c.Observations[i].Observation.EvidenceRef, attribution.ErrVersionConflict)
 			}
-			return &attribution.ObservationExistsError{Index: i, Existing: *existing}
+			return existing
 		case code == "ConditionalCheckFailed" || code == "TransactionConflict":
 			conflict = true
 		default:
@@ -337,9 +338,10 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 	return fmt.Errorf("commit %d items: %w", c.Items(), err)
 }
 
-// existingObservation is the stored observation a failed put ran into:
-// from the cancellation reason when DynamoDB returned it, else read.
-func (s *Store) existingObservation(ctx context.Context, w attribution.ObservationWrite, item map[string]types.AttributeValue) (*attribution.Observation, error) {
+// existingObservation is the stored observation the failed put at index ran
+// into, with its events: from the cancellation reason when DynamoDB
+// returned it, else read.
+func (s *Store) existingObservation(ctx context.Context, index int, w attribution.ObservationWrite, item map[string]types.AttributeValue) (*attribution.ObservationExistsError, error) {
 	if len(item) == 0 {
 		out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName:      &s.Tables.Observations,
@@ -358,7 +360,13 @@ func (s *Store) existingObservation(ctx context.Context, w attribution.Observati
 	if err != nil {
 		return nil, err
 	}
-	return &o, nil
+	exists := &attribution.ObservationExistsError{Index: index, Existing: o}
+	if b, ok := item[attrEvents].(*types.AttributeValueMemberB); ok {
+		if err := inflateJSON(b.Value, &exists.Events); err != nil {
+			return nil, fmt.Errorf("events of stored observation %s: %w", o.EvidenceRef, err)
+		}
+	}
+	return exists, nil
 }
 
 func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, error) {
@@ -369,6 +377,13 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 	item := observationKey(w.Key, w.Observation.EvidenceRef)
 	item[attrObservation] = str(string(body))
 	item[attrFingerprint] = str(w.Observation.Fingerprint())
+	if len(w.Events) > 0 {
+		blob, err := deflateJSON(w.Events)
+		if err != nil {
+			return nil, fmt.Errorf("events of observation %s: %w", w.Observation.EvidenceRef, err)
+		}
+		item[attrEvents] = &types.AttributeValueMemberB{Value: blob}
+	}
 	if s.ObservationTTL > 0 {
 		item[attrExpiresAt] = num(float64(s.Now().Add(s.ObservationTTL).Unix()))
 	}
@@ -389,9 +404,9 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 }
 
 // recordUpdate writes a record at version+1 if it is still at version. It
-// leaves the acknowledged position alone, so acks never conflict.
+// leaves the acknowledged outbox position alone, so acks never conflict.
 func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, version int64) (*types.Update, error) {
-	blob, err := encodeRecord(record)
+	blob, err := deflateJSON(record)
 	if err != nil {
 		return nil, err
 	}
@@ -454,23 +469,23 @@ func decodeObservation(item map[string]types.AttributeValue) (attribution.Observ
 	return o, nil
 }
 
-// encodeRecord deflates a record's JSON: the kept tail repeats evidence
-// refs and values, so it shrinks to a fraction and the state item stays
-// within one write unit for common primitives.
-func encodeRecord(record any) ([]byte, error) {
-	raw, err := json.Marshal(record)
+// deflateJSON deflates a value's JSON: a record's kept tail repeats
+// evidence refs and values, and events repeat identities and keys, so they
+// shrink to a fraction and items stay within one write unit.
+func deflateJSON(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("encode record: %w", err)
+		return nil, fmt.Errorf("encode: %w", err)
 	}
 	var buf bytes.Buffer
 	w := deflaters.Get().(*flate.Writer)
 	defer deflaters.Put(w)
 	w.Reset(&buf)
 	if _, err := w.Write(raw); err != nil {
-		return nil, fmt.Errorf("deflate record: %w", err)
+		return nil, fmt.Errorf("deflate: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("deflate record: %w", err)
+		return nil, fmt.Errorf("deflate: %w", err)
 	}
 	return buf.Bytes(), nil
 }
@@ -487,12 +502,16 @@ func decodeRecord(item map[string]types.AttributeValue, record any) error {
 	if !ok {
 		return fmt.Errorf("item has no %s attribute", attrRecord)
 	}
-	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(b.Value)))
+	return inflateJSON(b.Value, record)
+}
+
+func inflateJSON(blob []byte, v any) error {
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(blob)))
 	if err != nil {
-		return fmt.Errorf("inflate record: %w", err)
+		return fmt.Errorf("inflate: %w", err)
 	}
-	if err := json.Unmarshal(raw, record); err != nil {
-		return fmt.Errorf("decode record: %w", err)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -21,17 +22,23 @@ var (
 type Store struct {
 	mu           sync.Mutex
 	attackers    map[string]string
-	observations map[attribution.SeriesKey]map[string]attribution.Observation
+	observations map[attribution.SeriesKey]map[string]storedObservation
 	records      map[attribution.SeriesKey]*attribution.SeriesRecord
 	published    map[attribution.SeriesKey]int64
 	identities   map[string]*attribution.IdentityRecord
+}
+
+// storedObservation is an observation with the events it caused.
+type storedObservation struct {
+	obs    attribution.Observation
+	events []attribution.Event
 }
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
 		attackers:    make(map[string]string),
-		observations: make(map[attribution.SeriesKey]map[string]attribution.Observation),
+		observations: make(map[attribution.SeriesKey]map[string]storedObservation),
 		records:      make(map[attribution.SeriesKey]*attribution.SeriesRecord),
 		published:    make(map[attribution.SeriesKey]int64),
 		identities:   make(map[string]*attribution.IdentityRecord),
@@ -81,7 +88,7 @@ func (s *Store) LoadObservations(_ context.Context, key attribution.SeriesKey) (
 	defer s.mu.Unlock()
 	out := make([]attribution.Observation, 0, len(s.observations[key]))
 	for _, o := range s.observations[key] {
-		out = append(out, o)
+		out = append(out, o.obs)
 	}
 	return out, nil
 }
@@ -92,15 +99,15 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, w := range c.Observations {
-		stored, exists := s.observations[w.Key][w.Observation.EvidenceRef]
+		old, exists := s.observations[w.Key][w.Observation.EvidenceRef]
 		switch {
 		case w.Replaces == "" && exists:
-			return &attribution.ObservationExistsError{Index: i, Existing: stored}
-		case w.Replaces != "" && (!exists || stored.Fingerprint() != w.Replaces):
+			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
+		case w.Replaces != "" && (!exists || old.obs.Fingerprint() != w.Replaces):
 			if !exists {
 				return fmt.Errorf("amend %s: %w", w.Observation.EvidenceRef, attribution.ErrVersionConflict)
 			}
-			return &attribution.ObservationExistsError{Index: i, Existing: stored}
+			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
 		}
 	}
 	for _, r := range c.Series {
@@ -119,9 +126,9 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 	}
 	for _, w := range c.Observations {
 		if s.observations[w.Key] == nil {
-			s.observations[w.Key] = make(map[string]attribution.Observation)
+			s.observations[w.Key] = make(map[string]storedObservation)
 		}
-		s.observations[w.Key][w.Observation.EvidenceRef] = w.Observation
+		s.observations[w.Key][w.Observation.EvidenceRef] = storedObservation{obs: w.Observation, events: slices.Clone(w.Events)}
 	}
 	for _, r := range c.Series {
 		stored := r.Clone()

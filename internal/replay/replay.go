@@ -43,7 +43,7 @@ func Run(ctx context.Context, in io.Reader, out, errOut io.Writer, opts Options)
 	var res Result
 	store := memstore.New()
 	w := bufio.NewWriter(out)
-	pub := &linePublisher{enc: json.NewEncoder(w), res: &res}
+	pub := &linePublisher{enc: json.NewEncoder(w), res: &res, seen: make(map[string]bool)}
 	proc := &attribution.Processor{
 		Store:         store,
 		Identities:    store,
@@ -139,15 +139,21 @@ type suspectedLine struct {
 	TS              float64  `json:"ts"`
 }
 
-// linePublisher writes each event as a line the moment it is published.
+// linePublisher writes each event as a line the moment it is first
+// published. A redelivered observation publishes its events again with
+// the same IDs; like a consumer, the replay prints them once.
 type linePublisher struct {
-	enc *json.Encoder
-	res *Result
-	err error
+	enc  *json.Encoder
+	res  *Result
+	err  error
+	seen map[string]bool
 }
 
 func (p *linePublisher) Publish(_ context.Context, events []attribution.Event) error {
 	for _, e := range events {
+		if p.seen[e.ID] {
+			continue
+		}
 		var line any
 		switch e.DetailType {
 		case attribution.EventStateChanged:
@@ -179,6 +185,7 @@ func (p *linePublisher) Publish(_ context.Context, events []attribution.Event) e
 		if err := p.enc.Encode(line); err != nil {
 			return p.fail(err)
 		}
+		p.seen[e.ID] = true
 	}
 	return nil
 }

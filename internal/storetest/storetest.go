@@ -23,11 +23,11 @@ type Backend interface {
 func Run(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("identity first sightings agree", func(t *testing.T) { testIdentityRace(t, newStore(t)) })
 	t.Run("commit creates and versions records", func(t *testing.T) { testCommit(t, newStore(t)) })
-	t.Run("stored observation is reported with its content", func(t *testing.T) { testObservationExists(t, newStore(t)) })
+	t.Run("stored observation is reported with its content and events", func(t *testing.T) { testObservationExists(t, newStore(t)) })
 	t.Run("amendment replaces only the expected content", func(t *testing.T) { testAmendment(t, newStore(t)) })
 	t.Run("version conflict writes nothing", func(t *testing.T) { testVersionConflict(t, newStore(t)) })
 	t.Run("identity record is versioned", func(t *testing.T) { testIdentityRecord(t, newStore(t)) })
-	t.Run("ack never lowers the position", func(t *testing.T) { testAck(t, newStore(t)) })
+	t.Run("outbox ack never lowers the position", func(t *testing.T) { testAck(t, newStore(t)) })
 	t.Run("concurrent commits on one record: one wins", func(t *testing.T) { testConcurrentCommits(t, newStore(t)) })
 }
 
@@ -38,17 +38,37 @@ func observation(ref string, ts float64, value string) attribution.Observation {
 	}
 }
 
-// commitOne builds the commit of one new observation applied to rec.
+// commitOne builds the commit of one new observation applied to rec, with
+// the event it causes stored alongside, as the processor writes it.
 func commitOne(rec *attribution.SeriesRecord, o attribution.Observation, replaces string) *attribution.Commit {
 	th := attribution.DefaultThresholds()
 	rec.Series.Add(o.Point())
-	if _, err := rec.Settle(rec.Series.State(th), o.AttackerUUID); err != nil {
-		panic(err)
+	w := attribution.ObservationWrite{Key: rec.Key, Observation: o, Replaces: replaces}
+	if change := rec.Transition(rec.Series.State(th), o.AttackerUUID); change != nil {
+		e, err := change.Event()
+		if err != nil {
+			panic(err)
+		}
+		w.Events = []attribution.Event{e}
 	}
 	return &attribution.Commit{
-		Observations: []attribution.ObservationWrite{{Key: rec.Key, Observation: o, Replaces: replaces}},
+		Observations: []attribution.ObservationWrite{w},
 		Series:       []*attribution.SeriesRecord{rec},
 	}
+}
+
+// sameEvents reports whether two event lists have the same IDs, types and
+// details, in order.
+func sameEvents(a, b []attribution.Event) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].DetailType != b[i].DetailType || string(a[i].Detail) != string(b[i].Detail) {
+			return false
+		}
+	}
+	return true
 }
 
 func mustLoad(t *testing.T, s Backend, key attribution.SeriesKey) *attribution.SeriesRecord {
@@ -108,7 +128,7 @@ func testCommit(t *testing.T, s Backend) {
 		t.Fatal(err)
 	}
 	stored := mustLoad(t, s, key)
-	if stored.Version != 1 || stored.Series.Count != 1 || stored.Current == nil || len(stored.Pending()) != 1 {
+	if stored.Version != 1 || stored.Series.Count != 1 || stored.Current == nil || len(stored.Outbox) != 0 {
 		t.Fatalf("stored record = %+v", stored)
 	}
 	if err := s.Commit(ctx, commitOne(stored, observation("r2", 11, `"typed"`), "")); err != nil {
@@ -135,7 +155,11 @@ func testObservationExists(t *testing.T, s Backend) {
 	th := attribution.DefaultThresholds()
 	key := newKey("exists")
 	first := observation("r1", 10, `"typed"`)
-	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")); err != nil {
+	c := commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")
+	if len(c.Observations[0].Events) != 1 {
+		t.Fatalf("a first observation causes one event, got %d", len(c.Observations[0].Events))
+	}
+	if err := s.Commit(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	stored := mustLoad(t, s, key)
@@ -145,8 +169,23 @@ func testObservationExists(t *testing.T, s Backend) {
 	if !errors.As(err, &exists) || exists.Index != 0 || exists.Existing.Fingerprint() != first.Fingerprint() {
 		t.Fatalf("commit of a stored key: err = %v, want ObservationExistsError with the stored content", err)
 	}
+	if !sameEvents(exists.Events, c.Observations[0].Events) {
+		t.Fatalf("stored observation reported with events %+v, want those committed with it %+v", exists.Events, c.Observations[0].Events)
+	}
 	if after := mustLoad(t, s, key); after.Version != stored.Version || after.Series.Count != 1 {
 		t.Fatalf("failed commit changed the record: %+v", after)
+	}
+	// An observation that caused no event is reported with none.
+	quiet := commitOne(stored.Clone(), observation("r2", 11, `"typed"`), "")
+	if len(quiet.Observations[0].Events) != 0 {
+		t.Fatalf("a repeated value caused %d events", len(quiet.Observations[0].Events))
+	}
+	if err := s.Commit(ctx, quiet); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Commit(ctx, commitOne(mustLoad(t, s, key), observation("r2", 11, `"typed"`), ""))
+	if !errors.As(err, &exists) || exists.Index != 0 || len(exists.Events) != 0 {
+		t.Fatalf("duplicate of a quiet observation: err = %v, events %+v", err, exists)
 	}
 }
 
@@ -165,12 +204,18 @@ func testAmendment(t *testing.T, s Backend) {
 	if !errors.As(err, &exists) {
 		t.Fatalf("amendment with a wrong fingerprint: err = %v, want ObservationExistsError", err)
 	}
-	if err := s.Commit(ctx, commitOne(stale, amended, first.Fingerprint())); err != nil {
+	c := commitOne(stale, amended, first.Fingerprint())
+	if err := s.Commit(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	obs, err := s.LoadObservations(ctx, key)
 	if err != nil || len(obs) != 1 || obs[0].Value != `"pasted"` {
 		t.Fatalf("after amendment: %+v, %v", obs, err)
+	}
+	// The amendment's events replaced the first version's.
+	err = s.Commit(ctx, commitOne(mustLoad(t, s, key), amended, ""))
+	if !errors.As(err, &exists) || !sameEvents(exists.Events, c.Observations[0].Events) {
+		t.Fatalf("amended observation reported with %+v, want the amendment's events %+v", exists, c.Observations[0].Events)
 	}
 }
 
@@ -222,16 +267,25 @@ func testAck(t *testing.T, s Backend) {
 	ctx := context.Background()
 	th := attribution.DefaultThresholds()
 	key := newKey("ack")
-	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r1", 10, `"typed"`), "")); err != nil {
+	// Outboxes hold the events no observation carries, a rebuild's.
+	rec := attribution.NewSeriesRecord(key, attribution.Categorical, th)
+	rec.Series.Add(observation("r1", 10, `"typed"`).Point())
+	if _, err := rec.Settle(rec.Series.State(th), "att-1"); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, &attribution.Commit{Series: []*attribution.SeriesRecord{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, key); len(got.Pending()) != 1 {
+		t.Fatalf("outbox stored with %d pending events, want 1", len(got.Pending()))
 	}
 	for _, pos := range []int64{1, 3, 2} {
 		if err := s.Ack(ctx, key, pos); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := mustLoad(t, s, key); got.Published != 3 || got.Version != 1 {
-		t.Fatalf("after acks: published %d version %d, want 3 and 1", got.Published, got.Version)
+	if got := mustLoad(t, s, key); got.Published != 3 || got.Version != 1 || len(got.Pending()) != 0 {
+		t.Fatalf("after acks: published %d version %d, %d pending; want 3, 1 and 0", got.Published, got.Version, len(got.Pending()))
 	}
 }
 
