@@ -49,9 +49,10 @@ func check(t *testing.T, what string, rows []bench.Row, d bench.Design, history,
 // Incremental, warm: one TransactWriteItems per identity, each
 // observation item and each series record within 1 KB and written
 // transactionally (2 × (1 + 1) write units), no reads, whatever the
-// history. Cold: the attacker's identity (GetItem, 0.5) and the records
-// (BatchGetItem for fewer than four primitives, a Query over the
-// identity's range otherwise) are read first. Full recompute: the same
+// history; no identity record is written, since no series enters or
+// leaves multi_actor. Cold: the attacker's identity (GetItem, 0.5) and
+// the records (BatchGetItem for fewer than four primitives, a Query over
+// the identity's range otherwise) are read first. Full recompute: the same
 // writes plus a strongly consistent Query of the whole series per
 // observation, which grows with the history.
 func TestPerObservationCost(t *testing.T) {
@@ -68,9 +69,10 @@ func TestPerObservationCost(t *testing.T) {
 		check(t, "warm", res.Rows, bench.Incremental, h, 1, want{requests: 1, rcu: 0, wcu: 4, critical: 1})
 		check(t, "warm", res.Rows, bench.Incremental, h, 10, want{requests: 0.1, rcu: 0, wcu: 4, critical: 1})
 		check(t, "cold", res.ColdRows, bench.Incremental, h, 1, want{requests: 3, rcu: 1, wcu: 4, critical: 3})
-		// Ten records of about 560 bytes in one eventually consistent
-		// Query: 2 × 0.5; the identity: 0.5.
-		check(t, "cold", res.ColdRows, bench.Incremental, h, 10, want{requests: 0.3, rcu: 0.15, wcu: 4, critical: 3})
+		// Ten records of about 380 bytes (no outbox: events are kept
+		// with the observations) in one eventually consistent Query
+		// within 4 KB: 0.5; the identity: 0.5.
+		check(t, "cold", res.ColdRows, bench.Incremental, h, 10, want{requests: 0.3, rcu: 0.1, wcu: 4, critical: 3})
 		// Five observations of each of two series: 2 × (5 + 1) ÷ 5.
 		check(t, "burst", res.BurstRows, bench.Incremental, h, 10, want{requests: 0.1, rcu: 0, wcu: 2.4, critical: 1})
 	}
@@ -79,8 +81,19 @@ func TestPerObservationCost(t *testing.T) {
 	check(t, "warm", res.Rows, bench.FullRecompute, 10, 1, want{requests: 2, rcu: 2, wcu: 4, critical: 2})
 	check(t, "warm", res.Rows, bench.FullRecompute, 50, 1, want{requests: 2, rcu: 6, wcu: 4, critical: 2})
 
+	// No series changes state, so no identity record is written.
+	for _, rows := range [][]bench.Row{res.Rows, res.ColdRows, res.BurstRows} {
+		for _, r := range rows {
+			if r.IdentityRecordWrites != 0 || r.IdentityRecordWCUPerObs != 0 {
+				t.Errorf("%s history %d batch %d: %d identity-record writes, %v units per observation, want none", r.Design, r.History, r.Batch, r.IdentityRecordWrites, r.IdentityRecordWCUPerObs)
+			}
+		}
+	}
 	for _, s := range res.ItemSizes {
-		if s.Item == "state" && s.Max > 1024 {
+		if s.Item == bench.ItemObservationWithEvents {
+			t.Errorf("history %d: %d observation items with events, want none (no state changes)", s.History, s.Count)
+		}
+		if s.Item == bench.ItemState && s.Max > 1024 {
 			t.Errorf("history %d: %s state items up to %d bytes, more than one write unit", s.History, s.Kind, s.Max)
 		}
 	}

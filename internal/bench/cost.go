@@ -141,8 +141,9 @@ func WriteCostMarkdown(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "- SQS: the producer sends %.0f message per observation (SendMessage; SendMessageBatch would make it 0.1); the event source mapping receives and deletes up to %d messages per call, so a batch of B costs 2 × ⌈B/%d⌉ more requests. Messages are well under 64 KB. Idle long polling is not per observation and is left out.\n",
 		a.SendsPerObservation, a.MessagesPerReceive, a.MessagesPerReceive)
 	fmt.Fprintf(w, "- EventBridge: the entries put per observation (state changes and suspicions), measured; each is under 64 KB.\n")
-	fmt.Fprintf(w, "- Not per observation: storage of observation items (about %d bytes each, so about $%.2f per month per million kept; OBSERVATION_TTL_DAYS bounds it), CloudWatch Logs for one metrics line per invocation.\n\n",
-		meanObservationBytes(r), float64(meanObservationBytes(r))*1e6/(1<<30)*p.StorageGBMonth)
+	obsBytes, obsWhat := meanObservationBytes(r)
+	fmt.Fprintf(w, "- Not per observation: storage of observation items (about %d bytes each%s, so about $%.2f per month per million kept; OBSERVATION_TTL_DAYS bounds it), CloudWatch Logs for one metrics line per invocation.\n\n",
+		obsBytes, obsWhat, float64(obsBytes)*1e6/(1<<30)*p.StorageGBMonth)
 
 	fmt.Fprintf(w, "## Dollars per million observations, warm\n\n")
 	fmt.Fprintf(w, "| design | history | batch | obs/series | DynamoDB | Lambda | SQS | EventBridge | total | billed ms/batch |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -154,18 +155,35 @@ func WriteCostMarkdown(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "- Every observation must be stored once: one write unit for an item within 1 KB, %s per million observations. No design can go below it.\n", perM(p.WriteRequestUnit))
 	fmt.Fprintf(w, "- Exactness under crashes (never an observation stored but not counted, or counted twice) needs the observation and the series record written atomically. A transaction costs each item twice, so with one observation per series per batch the pair costs 2 × (1 + 1) = 4 write units, %s per million; with k observations of one series in a batch, 2 × (k + 1) ÷ k, 2.5 units at k = 4 (%s per million).\n",
 		perM(4*p.WriteRequestUnit), perM(2.5*p.WriteRequestUnit))
-	fmt.Fprintf(w, "- The queue is part of the floor too: the producer's send, %s per million.\n\n", perM(a.SendsPerObservation*p.SQSRequest))
-	fmt.Fprintf(w, "How close the incremental design comes, warm (write units per observation; transactions above the floor are the identity record, rewritten atomically when a primitive enters or leaves multi_actor; acknowledgements are one UpdateItem per series whose state changed and whose event was published):\n\n")
-	fmt.Fprintf(w, "| history | batch | obs/series | atomic floor | measured | transactions | acknowledgements | read units |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, row := range append(append([]Row(nil), r.Rows...), r.BurstRows...) {
+	fmt.Fprintf(w, "- The queue is part of the floor too: the producer's send, %s per million.\n", perM(a.SendsPerObservation*p.SQSRequest))
+	ident := summariseIdentityRecords(r)
+	fmt.Fprintf(w, "- The identity record is the one write above that floor. The multi_actor_suspected rule is over several series of one identity; to be exact under concurrent writers, every change of the identity's flagged set (a primitive entering or leaving multi_actor) writes one shared item, the states table's `%s` item, in the same transaction as the series record that changed: two writers each changing one series would otherwise each miss the other's change. It costs 2 write units a time while within 1 KB%s. Measured warm (incremental): %d such %s in %d observations, %.2f write units per thousand observations.\n",
+		identityItem, ident.sizeNote, ident.writes, plural(ident.writes, "write", "writes"), ident.observations, 1000*ident.wcu/float64(max(1, ident.observations)))
+	fmt.Fprintf(w, "- Nothing else is written per observation: no acknowledgement after publishing. Each observation item keeps the events it caused (deflated, only when it caused some), so a redelivered message finds its observation stored and publishes the same events again with the same IDs.%s\n\n", observationNote(r))
+	other := false
+	rows := append(append([]Row(nil), r.Rows...), r.BurstRows...)
+	for _, row := range rows {
+		if _, _, o := writeSplit(row); row.Design == Incremental && o > eps {
+			other = true
+		}
+	}
+	fmt.Fprintf(w, "How close the incremental design comes, warm (write units per observation, split into the observation + record pairs, which are the transactions without the identity record, and the identity record, measured from the `%s` items the transactions wrote):\n\n", identityItem)
+	head, rule := "| history | batch | obs/series | atomic floor | measured | observation + record pairs | identity record | identity-record writes |", "|---:|---:|---:|---:|---:|---:|---:|---:|"
+	if other {
+		head, rule = head+" other writes |", rule+"---:|"
+	}
+	fmt.Fprintf(w, "%s read units |\n%s---:|\n", head, rule)
+	for _, row := range rows {
 		if row.Design != Incremental {
 			continue
 		}
 		k := max(1, row.ObservationsPerSeries)
-		floor := 2 * float64(k+1) / float64(k)
-		tx := row.Operations["TransactWriteItems"].WCU / float64(row.Batch)
-		fmt.Fprintf(w, "| %d | %d | %d | %.2f | %.3f | %.3f | %.3f | %.3f |\n",
-			row.History, row.Batch, k, floor, row.WCUPerObs, tx, row.WCUPerObs-tx, row.RCUPerObs)
+		pairs, idWCU, o := writeSplit(row)
+		line := fmt.Sprintf("| %d | %d | %d | %.2f | %.3f | %.3f | %.3f | %d |", row.History, row.Batch, k, atomicFloor(k), row.WCUPerObs, pairs, idWCU, row.IdentityRecordWrites)
+		if other {
+			line += fmt.Sprintf(" %.3f |", o)
+		}
+		fmt.Fprintf(w, "%s %.3f |\n", line, row.RCUPerObs)
 	}
 	fmt.Fprintf(w, "\nThe full-recompute design pays the same writes plus a read of the whole series per observation, which grows with the history:\n\n")
 	for _, row := range r.Rows {
@@ -181,18 +199,83 @@ func WriteCostMarkdown(w io.Writer, r *Report) {
 	}
 }
 
-func meanObservationBytes(r *Report) int {
-	n, sum := 0, 0
+// meanObservationBytes is the mean size of the observation items the
+// handler wrote, or, without those figures, of the history's items, and
+// which it is.
+func meanObservationBytes(r *Report) (int, string) {
+	mean := func(item string) int {
+		n, sum := 0, 0
+		for _, s := range r.ItemSizes {
+			if s.Item == item {
+				n += s.Count
+				sum += s.Mean * s.Count
+			}
+		}
+		if n == 0 {
+			return 0
+		}
+		return sum / n
+	}
+	if m := mean(ItemObservationWritten); m > 0 {
+		return m, " on average as the handler wrote them, events included"
+	}
+	return mean(ItemObservation), ""
+}
+
+// largest returns the largest size of the item named and its kind and
+// history, and how many items it summarises.
+func largest(r *Report, item string) (size int, at ItemSizes, count int) {
 	for _, s := range r.ItemSizes {
-		if s.Item == "observation" {
-			n += s.Count
-			sum += s.Mean * s.Count
+		if s.Item != item {
+			continue
+		}
+		count += s.Count
+		if s.Max > size {
+			size, at = s.Max, s
 		}
 	}
-	if n == 0 {
-		return 0
+	return size, at, count
+}
+
+// observationNote describes the observation items written with events.
+func observationNote(r *Report) string {
+	_, _, written := largest(r, ItemObservationWritten)
+	size, at, n := largest(r, ItemObservationWithEvents)
+	if written == 0 {
+		return ""
 	}
-	return sum / n
+	if n == 0 {
+		return fmt.Sprintf(" None of the %d observation items written in the measured batches caused an event.", written)
+	}
+	units := "so it still costs one write unit (2 in the transaction)"
+	if size > 1024 {
+		units = "over 1 KB, so it costs more than one write unit"
+	}
+	return fmt.Sprintf(" %d of the %d observation items written in the measured batches %s events; the largest is %d bytes (%s, history %d), %s.", n, written, plural(n, "carries", "carry"), size, at.Kind, at.History, units)
+}
+
+// identityRecords sums the incremental design's warm identity-record
+// writes.
+type identityRecords struct {
+	writes, observations int
+	wcu                  float64
+	sizeNote             string
+}
+
+func summariseIdentityRecords(r *Report) identityRecords {
+	var out identityRecords
+	for _, row := range append(append([]Row(nil), r.Rows...), r.BurstRows...) {
+		if row.Design != Incremental {
+			continue
+		}
+		out.writes += row.IdentityRecordWrites
+		out.observations += row.Batch
+		out.wcu += row.IdentityRecordWCUPerObs * float64(row.Batch)
+	}
+	if size, _, _ := largest(r, ItemIdentityRecord); size > 0 {
+		out.sizeNote = fmt.Sprintf(" (measured up to %d bytes)", size)
+	}
+	return out
 }
 
 // dollars formats an amount with at least two decimals and no rounding of

@@ -10,7 +10,18 @@
 //
 // Both designs run the real SQS handler built by service.New, with a
 // capacity.Meter on its DynamoDB client and a probe (probe.go) on both
-// clients. Traffic follows sessions: when a session ends it emits one
+// clients. On the processing path the handler's only DynamoDB write is
+// one TransactWriteItems per identity and batch: the observation items
+// (each keeping the events it caused, when it caused some, so that a
+// redelivery publishes them again with the same IDs; nothing is
+// acknowledged after publishing), the series records, and the identity
+// record (the states table's "#identity" item) when a primitive of the
+// identity enters or leaves multi_actor. The meter counts the units of
+// the transaction as a whole; the probe measures the identity-record part
+// directly, from the item's size before and after by the meter's rules,
+// so the report can split write units into observation + record pairs
+// and identity records; it also records the observation items written,
+// with and without events. Traffic follows sessions: when a session ends it emits one
 // observation for each of ~40 primitives of its attacker (Catalogue), so a
 // batch of B holds the first B observations of consecutive sessions of
 // attackers 0, 1, 2, ... Bursts put several observations of one series in

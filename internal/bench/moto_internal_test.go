@@ -155,3 +155,84 @@ func TestProbePausesTheMeter(t *testing.T) {
 		t.Errorf("probe: %d requests for the identity and %d unattributed, want 2 and 0", critical, unattributed)
 	}
 }
+
+// TestProbeSizesIdentityRecords: the probe counts the write units of the
+// identity record in a transaction, as the meter would charge them, and
+// records the observation items written with their events.
+func TestProbeSizesIdentityRecords(t *testing.T) {
+	ctx := context.Background()
+	srv := awstest.Moto(t)
+	stack := awstest.NewStack(t, srv)
+	tables := ddbstore.Tables{
+		Identities:   stack.TableName(devstack.IdentitiesTableID),
+		Observations: stack.TableName(devstack.ObservationsTableID),
+		States:       stack.TableName(devstack.StatesTableID),
+	}
+	meter := capacity.New(dynamodb.NewFromConfig(srv.Config()))
+	p := newProbe()
+	p.sizeWrites(dynamodb.NewFromConfig(srv.Config()), tables.States, tables.Observations)
+	w := NewWorkload("p")
+	p.know(w.Attacker(0), w.Identity(0))
+	store := ddbstore.New(dynamodb.NewFromConfig(srv.Config(), meter.Option(), p.dynamoDBOption), tables, 0)
+
+	th := attribution.DefaultThresholds()
+	s := Series{Attacker: 0, Primitive: 0}
+	key := w.Key(s)
+	obs := w.Observation(s, 1)
+	rec := attribution.NewSeriesRecord(key, catalogue[0].Kind, th)
+	rec.Series.Add(obs.Point())
+	change := rec.Transition(rec.Series.State(th), obs.AttackerUUID)
+	ev, err := change.Event()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident := &attribution.IdentityRecord{IdentityUUID: key.IdentityUUID, Flagged: []string{key.Primitive}}
+	c := &attribution.Commit{
+		Observations: []attribution.ObservationWrite{{Key: key, Observation: obs, Events: []attribution.Event{ev}}},
+		Series:       []*attribution.SeriesRecord{rec},
+		Identity:     ident,
+	}
+	if err := store.Commit(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// Observation, record and identity record, each within 1 KB, written
+	// transactionally: 2 units each.
+	if got := meter.Snapshot().Total.WCU; got != 6 {
+		t.Errorf("the meter counted %v write units, want 6", got)
+	}
+	if wcu, writes := p.identityRecords(); wcu != 2 || writes != 1 {
+		t.Errorf("identity records: %v write units in %d writes, want 2 in 1", wcu, writes)
+	}
+	written := p.writtenObservations()
+	if len(written) != 1 || !written[0].events || written[0].primitive != key.Primitive {
+		t.Fatalf("written observations %+v, want one of %s with events", written, key.Primitive)
+	}
+	stored, err := dynamodb.NewFromConfig(srv.Config()).GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: &tables.Observations, Key: observationKey(key, obs.EvidenceRef), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size := capacity.ItemSize(stored.Item); written[0].size != size {
+		t.Errorf("written observation of %d bytes, stored %d", written[0].size, size)
+	}
+
+	// A commit without the identity record costs none of it.
+	p.reset()
+	obs2 := w.Observation(s, 2)
+	rec.Version++
+	rec.Series.Add(obs2.Point())
+	rec.Transition(rec.Series.State(th), obs2.AttackerUUID)
+	if err := store.Commit(ctx, &attribution.Commit{
+		Observations: []attribution.ObservationWrite{{Key: key, Observation: obs2}},
+		Series:       []*attribution.SeriesRecord{rec},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if wcu, writes := p.identityRecords(); wcu != 0 || writes != 0 {
+		t.Errorf("identity records: %v write units in %d writes, want none", wcu, writes)
+	}
+	if err := p.sizingErr(); err != nil {
+		t.Error(err)
+	}
+}

@@ -126,6 +126,14 @@ type Row struct {
 	CriticalPathPutEvents int `json:"critical_path_put_events"`
 	// ObservationsPerSeries is 1 for the session pattern, k for a burst.
 	ObservationsPerSeries int `json:"observations_per_series"`
+	// IdentityRecordWCUPerObs is the part of WCUPerObs spent writing
+	// identity records: the states table's items whose sort key
+	// (primitive) is "#identity", written in the identity's transaction
+	// when one of its primitives enters or leaves multi_actor. Measured
+	// by the probe from the items' sizes, by the capacity meter's rules.
+	// IdentityRecordWrites is how many such writes the batch committed.
+	IdentityRecordWCUPerObs float64 `json:"identity_record_wcu_per_obs"`
+	IdentityRecordWrites    int     `json:"identity_record_writes"`
 	// Operations is the batch's usage by DynamoDB operation.
 	Operations map[string]Usage `json:"operations"`
 }
@@ -133,7 +141,7 @@ type Row struct {
 // ItemSizes summarises the DynamoDB sizes of stored items of one kind.
 type ItemSizes struct {
 	History int    `json:"history"`
-	Item    string `json:"item"` // "state" or "observation"
+	Item    string `json:"item"` // ItemState, ItemObservation, ...
 	Kind    string `json:"kind"`
 	Count   int    `json:"count"`
 	Min     int    `json:"min_bytes"`
@@ -254,17 +262,22 @@ func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Resu
 		res.Notes = append(res.Notes, fmt.Sprintf("History %d: the full-recompute design ran at batch sizes %v only: it reads history × batch stored items per batch (%d items at batch %d), which the local emulator serves at about 0.3 ms an item.",
 			h, fb, h*slices.Max(cfg.Batches), slices.Max(cfg.Batches)))
 	}
+	var written []ItemSizes // observation items the incremental handler wrote
 	for _, p := range plans {
 		if len(p.batches) == 0 {
 			continue
 		}
 		r := &rig{aws: target.AWS, cfg: svcCfg, probe: newProbe(), queueARN: stack.ARN(devstack.ObservationQueueID), design: p.design, history: h}
 		r.meter = capacity.New(dynamodb.NewFromConfig(target.AWS))
+		r.probe.sizeWrites(dynamodb.NewFromConfig(target.AWS), svcCfg.StatesTable, svcCfg.ObservationsTable)
 		for i := 0; i < 8; i++ {
 			r.probe.know(p.w.Attacker(i), p.w.Identity(i))
 		}
 		if err := r.runDesign(ctx, cfg, p.w, p.batches, res, logf); err != nil {
 			return fmt.Errorf("%s: %w", p.design, err)
+		}
+		if p.design == Incremental {
+			written = writtenSizes(r.probe.writtenObservations(), h, svcCfg.Registry)
 		}
 	}
 	sizes, err := storedSizes(ctx, dynamodb.NewFromConfig(target.AWS), tables(svcCfg), incr, full, SessionSeries(slices.Max(cfg.Batches)), h, svcCfg.Registry)
@@ -272,6 +285,7 @@ func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Resu
 		return err
 	}
 	res.ItemSizes = append(res.ItemSizes, sizes...)
+	res.ItemSizes = append(res.ItemSizes, written...)
 	return nil
 }
 
@@ -429,6 +443,10 @@ func (r *rig) metered(ctx context.Context, h *sqshandler.Handler, obs []attribut
 	if unattributed > 0 {
 		return Row{}, fmt.Errorf("%d DynamoDB requests served no known identity", unattributed)
 	}
+	if err := r.probe.sizingErr(); err != nil {
+		return Row{}, fmt.Errorf("the probe could not size the identity records written: %w", err)
+	}
+	identityWCU, identityWrites := r.probe.identityRecords()
 	n := float64(len(obs))
 	row := Row{
 		Design:                   r.design,
@@ -441,6 +459,8 @@ func (r *rig) metered(ctx context.Context, h *sqshandler.Handler, obs []attribut
 		CriticalPathRequests:     critical,
 		CriticalPathPutEvents:    ebCritical,
 		ObservationsPerSeries:    perSeries,
+		IdentityRecordWCUPerObs:  identityWCU / n,
+		IdentityRecordWrites:     identityWrites,
 		Operations:               map[string]Usage{},
 	}
 	for name, u := range snap.Operations {
@@ -473,42 +493,41 @@ func handle(ctx context.Context, h *sqshandler.Handler, ev events.SQSEvent) erro
 	return nil
 }
 
-// storedSizes measures the state items of the incremental design's series
-// and the observation items of the full-recompute design's, by kind.
-func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables, incr, full Workload, series []Series, h int, reg attribution.Registry) ([]ItemSizes, error) {
-	type acc struct{ n, min, max, sum int }
-	accs := map[[2]string]*acc{}
-	add := func(item, kind string, size int) {
-		a := accs[[2]string{item, kind}]
-		if a == nil {
-			a = &acc{min: size}
-			accs[[2]string{item, kind}] = a
-		}
-		a.n++
-		a.sum += size
-		a.min = min(a.min, size)
-		a.max = max(a.max, size)
+// Item names of ItemSizes.
+const (
+	// ItemState is a series record (states table), incremental design.
+	ItemState = "state"
+	// ItemIdentityRecord is an identity record (the states table's
+	// "#identity" item), incremental design, where one exists.
+	ItemIdentityRecord = "identity record"
+	// ItemObservation is a history observation item (session 1 of each
+	// series), as the full-recompute design reads them; it carries no
+	// events.
+	ItemObservation = "observation"
+	// ItemObservationWritten is every observation item the incremental
+	// design's handler wrote in the metered batches.
+	ItemObservationWritten = "observation written"
+	// ItemObservationWithEvents is those of them that carry the events
+	// they caused.
+	ItemObservationWithEvents = "observation with events"
+)
+
+// sizeAcc accumulates item sizes by (item, kind).
+type sizeAcc map[[2]string]*struct{ n, min, max, sum int }
+
+func (accs sizeAcc) add(item, kind string, size int) {
+	a := accs[[2]string{item, kind}]
+	if a == nil {
+		a = &struct{ n, min, max, sum int }{min: size}
+		accs[[2]string{item, kind}] = a
 	}
-	for _, s := range series {
-		key := incr.Key(s)
-		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.States, Key: stateKey(key), ConsistentRead: aws.Bool(true)})
-		if err != nil {
-			return nil, fmt.Errorf("read state item %s: %w", key, err)
-		}
-		if out.Item == nil {
-			return nil, errors.New("state item " + key.String() + " missing")
-		}
-		add("state", string(reg.Kind(key.Primitive)), capacity.ItemSize(out.Item))
-		fkey := full.Key(s)
-		obs := full.Observation(s, 1)
-		got, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Observations, Key: observationKey(fkey, obs.EvidenceRef), ConsistentRead: aws.Bool(true)})
-		if err != nil {
-			return nil, fmt.Errorf("read observation item %s: %w", fkey, err)
-		}
-		if got.Item != nil {
-			add("observation", string(reg.Kind(key.Primitive)), capacity.ItemSize(got.Item))
-		}
-	}
+	a.n++
+	a.sum += size
+	a.min = min(a.min, size)
+	a.max = max(a.max, size)
+}
+
+func (accs sizeAcc) sizes(h int) []ItemSizes {
 	var out []ItemSizes
 	for k, a := range accs {
 		out = append(out, ItemSizes{History: h, Item: k[0], Kind: k[1], Count: a.n, Min: a.min, Mean: a.sum / a.n, Max: a.max})
@@ -519,5 +538,63 @@ func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables
 		}
 		return out[i].Kind < out[j].Kind
 	})
-	return out, nil
+	return out
+}
+
+// writtenSizes summarises the observation items a design's handler wrote,
+// all of them and those carrying events, by kind.
+func writtenSizes(written []writtenObservation, h int, reg attribution.Registry) []ItemSizes {
+	accs := sizeAcc{}
+	for _, w := range written {
+		kind := string(reg.Kind(w.primitive))
+		accs.add(ItemObservationWritten, kind, w.size)
+		if w.events {
+			accs.add(ItemObservationWithEvents, kind, w.size)
+		}
+	}
+	return accs.sizes(h)
+}
+
+// storedSizes measures the state items of the incremental design's series
+// and identities, and the observation items of the full-recompute
+// design's history, by kind.
+func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables, incr, full Workload, series []Series, h int, reg attribution.Registry) ([]ItemSizes, error) {
+	accs := sizeAcc{}
+	add := accs.add
+	attackers := map[int]bool{}
+	for _, s := range series {
+		if attackers[s.Attacker] {
+			continue
+		}
+		attackers[s.Attacker] = true
+		key := stateKey(attribution.SeriesKey{IdentityUUID: incr.Identity(s.Attacker), Primitive: identityItem})
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.States, Key: key, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return nil, fmt.Errorf("read identity record of %s: %w", incr.Identity(s.Attacker), err)
+		}
+		if out.Item != nil {
+			add(ItemIdentityRecord, "identity", capacity.ItemSize(out.Item))
+		}
+	}
+	for _, s := range series {
+		key := incr.Key(s)
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.States, Key: stateKey(key), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return nil, fmt.Errorf("read state item %s: %w", key, err)
+		}
+		if out.Item == nil {
+			return nil, errors.New("state item " + key.String() + " missing")
+		}
+		add(ItemState, string(reg.Kind(key.Primitive)), capacity.ItemSize(out.Item))
+		fkey := full.Key(s)
+		obs := full.Observation(s, 1)
+		got, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Observations, Key: observationKey(fkey, obs.EvidenceRef), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return nil, fmt.Errorf("read observation item %s: %w", fkey, err)
+		}
+		if got.Item != nil {
+			add(ItemObservation, string(reg.Kind(key.Primitive)), capacity.ItemSize(got.Item))
+		}
+	}
+	return accs.sizes(h), nil
 }
