@@ -147,7 +147,7 @@ func writeStatesTable(w io.Writer, s *ops.IdentityStates, now time.Time) error {
 		fmt.Fprintf(w, "\nmulti_actor flagged: %s (multi_actor_suspected events so far: %d)\n", strings.Join(s.Flagged, ", "), s.Suspicions)
 	}
 	if pending > 0 {
-		fmt.Fprintf(w, "\n%d events not yet published (they go out with the series' next observation)\n", pending)
+		fmt.Fprintf(w, "\n%d rebuild events not yet published (they go out with the series' next observation)\n", pending)
 	}
 	return nil
 }

@@ -159,7 +159,7 @@ PRIMITIVE                   STATE     VALUE                             CONFIDEN
 motor.input_modality        stable    "typed"                           0.80        12     2024-04-25T14:09:35Z (3h ago)  2024-04-25T17:08:05Z (1m ago)
 toolchain.ssh.hassh_client  drifting  "ffffffffffffffffffffffffffffff…  0.50        3      2024-04-23T15:09:35Z (2d ago)  2024-04-25T17:09:35Z (just now)
 
-2 events not yet published (they go out with the series' next observation)
+2 rebuild events not yet published (they go out with the series' next observation)
 `
 	if b.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", b.String(), want)

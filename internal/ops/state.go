@@ -52,7 +52,8 @@ type SeriesState struct {
 	LastChangeTS float64
 	// Transitions counts the series' state_changed events.
 	Transitions int64
-	// Pending counts the events not yet acknowledged by the bus.
+	// Pending counts the events a rebuild queued that the bus has not yet
+	// acknowledged (events of observations are stored with them instead).
 	Pending int
 }
 
