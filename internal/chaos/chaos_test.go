@@ -9,6 +9,7 @@ import (
 
 	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/chaos"
+	"decnet-attribution/internal/chaos/crash"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -62,7 +63,7 @@ func TestScenarios(t *testing.T) {
 			if r.Crashes == 0 || r.Metrics.Instances <= 1 {
 				return "want crashes, and the instances that replaced the dead ones"
 			}
-			return ""
+			return everyCrashPoint(r)
 		},
 		"bus-outage": func(r *chaos.Report) string {
 			if r.Outage == 0 || r.Metrics.PublishFailures == 0 || r.Deliveries.Redelivered == 0 {
@@ -74,13 +75,13 @@ func TestScenarios(t *testing.T) {
 			if r.Metrics.VersionConflicts == 0 || r.Crashes == 0 {
 				return "8 pollers on 3 hot attackers should conflict and crash"
 			}
-			return ""
+			return everyCrashPoint(r)
 		},
 		"emulator-crashes": func(r *chaos.Report) string {
 			if r.Crashes == 0 || r.Exits != r.Crashes || r.Deliveries.BatchErrors < r.Crashes || r.Metrics.Instances != r.Crashes+1 {
 				return "want crashes, each a process exit answered as a failed invocation, and a fresh process after each"
 			}
-			return ""
+			return everyCrashPoint(r)
 		},
 	}
 	for i, sc := range scenarios {
@@ -101,4 +102,15 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// everyCrashPoint asks that each crash point fired at least once: a point
+// the function's work no longer passes through proves nothing.
+func everyCrashPoint(r *chaos.Report) string {
+	for _, p := range crash.Points {
+		if r.CrashesAt[p] == 0 {
+			return "want crashes at every point, none at " + string(p)
+		}
+	}
+	return ""
 }

@@ -31,10 +31,11 @@ type Verdicts struct {
 	// or with other content, or that break a chain.
 	UnexpectedEvents int
 	// DuplicateEventsWithNewID counts one transition delivered under more
-	// than one event_id.
+	// than one event_id. Delivering one event_id more than once (an exact
+	// redelivery: delivery is at least once) is allowed.
 	DuplicateEventsWithNewID int
-	// ConflictingDuplicates counts event_ids delivered with different
-	// details.
+	// ConflictingDuplicates counts event_ids delivered more than once with
+	// different details.
 	ConflictingDuplicates int
 	// StateMismatches counts series whose stored state differs from the
 	// replay's.

@@ -26,10 +26,14 @@
 //     per-entry failures, and outages long enough for the publisher to give
 //     up; failed dead-letter sends;
 //  5. crashes the function at the crash points of package crash: after a
-//     commit, and after PutEvents before the outbox is acknowledged. In
-//     process the instance dies (no further request leaves it, its batch
-//     fails as a whole and a cold instance takes the redelivery); under the
-//     emulator the process exits;
+//     commit (the observations are stored with the events they caused,
+//     nothing is published), and after the bus accepted a batch's events
+//     but before the batch is reported. Either way the queue redelivers
+//     the batch, which finds its observations stored and publishes their
+//     events again, with the same IDs. In process the instance dies (no
+//     further request leaves it, its batch fails as a whole and a cold
+//     instance takes the redelivery); under the emulator the process
+//     exits;
 //  6. collects the events, the alerts, the dead letters, the function's
 //     log and the stored states, and checks them ([Verdicts]).
 //
@@ -43,14 +47,17 @@
 //
 //   - every delivered event, deduplicated by event_id, is exactly one of
 //     the replay's, with the same detail (numbers within 1e-9), and every
-//     one of the replay's was delivered;
+//     one of the replay's was delivered. Delivery is at least once: an
+//     event_id may arrive more than once (an exact redelivery, as after a
+//     crash past PutEvents), never with a new ID;
 //   - per series the state_changed events form an unbroken chain by
 //     sequence (first old_state null, each old_state the previous
 //     new_state, no gap) ending in the stored state; suspicions are
 //     numbered without gaps and the last names the primitives stored as
 //     multi_actor;
 //   - every delivery of one event_id carries the same detail, and no
-//     transition is delivered under a second event_id;
+//     transition is delivered under a second event_id
+//     (duplicate_events_with_new_id);
 //   - every stored state equals the replay's, and, without amendments,
 //     also the replay of the send order (arrival order does not matter);
 //   - observation_count never exceeds the distinct observations sent;

@@ -117,7 +117,7 @@ func (f *fleet) newInstance() (*instance, error) {
 			if f.sabotagePublisher != nil {
 				p = f.sabotagePublisher(p)
 			}
-			return &crash.Publisher{Publisher: p, Dead: l.isDead}
+			return &crash.Publisher{Publisher: p, Plan: f.plan, Die: l.die, Dead: l.isDead}
 		},
 	})
 	if err != nil {

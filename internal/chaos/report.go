@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"decnet-attribution/internal/chaos/crash"
 	"decnet-attribution/internal/esm"
 	"decnet-attribution/internal/faultproxy"
 )
@@ -32,8 +33,9 @@ type Report struct {
 	Deliveries     esm.Stats
 	Proxy          faultproxy.Stats
 	Crashes        int64
-	Outage         time.Duration // how long the bus refused every event
-	Exits          int64         // function processes the emulator saw exit with the crash status
+	CrashesAt      map[crash.Point]int64 // crash sites that fired, by point
+	Outage         time.Duration         // how long the bus refused every event
+	Exits          int64                 // function processes the emulator saw exit with the crash status
 	Metrics        Metrics
 	Events         EventSummary
 	Applied        int // observations DynamoDB applied (amendments included)
@@ -115,8 +117,12 @@ func (r *Report) Write(w io.Writer) {
 	} else {
 		fmt.Fprint(w, "  ")
 	}
-	fmt.Fprintf(w, " crashes=%d instances_started=%d retries: sdk=%d publish=%d version_conflicts=%d redeliveries=%d; duplicates_recognised=%d amendments=%d\n",
-		r.Crashes, m.Instances, m.SDKRetries, m.PublishRetries, m.VersionConflicts, d.Redelivered, m.Duplicates, m.Amendments)
+	var at []string
+	for _, p := range crash.Points {
+		at = append(at, fmt.Sprintf("%s=%d", p, r.CrashesAt[p]))
+	}
+	fmt.Fprintf(w, " crashes=%d (%s) instances_started=%d retries: sdk=%d publish=%d version_conflicts=%d redeliveries=%d; duplicates_recognised=%d amendments=%d\n",
+		r.Crashes, strings.Join(at, " "), m.Instances, m.SDKRetries, m.PublishRetries, m.VersionConflicts, d.Redelivered, m.Duplicates, m.Amendments)
 	e := r.Events
 	fmt.Fprintf(w, "   events: state_changed=%d multi_actor_suspected=%d deliveries=%d alerts=%d (deliveries %d) dead_letters=%d",
 		e.StateChanged, e.Suspicions, e.Deliveries, e.Alerts, e.AlertDeliveries, e.DeadLetters)

@@ -226,14 +226,15 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, Pollers: sc.Pollers, Emulator: sc.Emulator,
 		Stream: stream.Counts(), Deliveries: mapping.Stats(),
-		Proxy:    proxy.Stats(),
-		Crashes:  fn.crashes(),
-		Outage:   outageHeld,
-		Exits:    fn.exitCount(),
-		Metrics:  fn.metricTotals(),
-		Events:   obs.eventSummary(),
-		Applied:  len(obs.journal),
-		Duration: processed, Total: time.Since(start),
+		Proxy:     proxy.Stats(),
+		Crashes:   fn.crashes(),
+		CrashesAt: fn.crashesByPoint(),
+		Outage:    outageHeld,
+		Exits:     fn.exitCount(),
+		Metrics:   fn.metricTotals(),
+		Events:    obs.eventSummary(),
+		Applied:   len(obs.journal),
+		Duration:  processed, Total: time.Since(start),
 		Verdicts: verdicts,
 	}
 	rep.AppliedUnknown = unknown
@@ -368,6 +369,7 @@ type function struct {
 	applied  func() ([]attribution.Observation, int, error)
 	logs     func() string
 	crashes  func() int64
+	sites    func() []string // the crash sites that fired, "point site"
 	metrics  *metricsSink
 	built    func() int64
 	retries  func() int64
@@ -390,6 +392,22 @@ func (f *function) exitCount() int64 {
 	return f.exits()
 }
 
+// crashesByPoint counts the crash sites that fired, by point.
+func (f *function) crashesByPoint() map[crash.Point]int64 {
+	out := map[crash.Point]int64{}
+	for _, p := range crash.Points {
+		out[p] = 0
+	}
+	if f.sites == nil {
+		return out
+	}
+	for _, s := range f.sites() {
+		point, _, _ := strings.Cut(s, " ")
+		out[crash.Point(point)]++
+	}
+	return out
+}
+
 func (f *function) metricTotals() Metrics {
 	return Metrics{
 		SDKRetries:       f.retries(),
@@ -404,14 +422,14 @@ func (f *function) metricTotals() Metrics {
 }
 
 func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[string]string, proxyURL, truthURL string) (*function, error) {
-	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], BeforeAck: sc.Crash[crash.BeforeAck]}
+	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish]}
 	if sc.Emulator {
 		return startEmulated(env, sc, st, vars, proxyURL, truthURL, plan)
 	}
 	fl := newFleet(cfg, proxyURL, sc.Pollers)
 	fl.sabotageStore, fl.sabotagePublisher = sc.sabotageStore, sc.sabotagePublisher
 	once := &crash.MemoryOnce{}
-	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: map[crash.Point]float64{crash.AfterCommit: plan.AfterCommit, crash.BeforeAck: plan.BeforeAck}, Once: once}
+	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: map[crash.Point]float64{crash.AfterCommit: plan.AfterCommit, crash.AfterPublish: plan.AfterPublish}, Once: once}
 	fl.probe = st.store
 	var rec *memRecorder
 	if sc.Sequential() {
@@ -428,6 +446,7 @@ func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[
 		},
 		logs:    fl.logs.String,
 		crashes: fl.crashes.Load,
+		sites:   once.Sites,
 		metrics: fl.metrics,
 		built:   fl.built.Load,
 		retries: fl.sdkRetries.Load,
@@ -475,6 +494,7 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 		return string(b)
 	}
 	var crashes, starts, exits int64
+	var sites []string
 	f := &function{
 		invoker: &esm.HTTPInvoker{URL: em.InvokeURL},
 		stopFn: func() error {
@@ -483,7 +503,8 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 			metrics.add(log)
 			starts = int64(strings.Count(log, "INIT START("))
 			exits = int64(strings.Count(log, fmt.Sprintf("exited: exit status %d", crash.ExitCode)))
-			sites, serr := crash.DirOnce(plan.MarkerDir).Sites()
+			var serr error
+			sites, serr = crash.DirOnce(plan.MarkerDir).Sites()
 			crashes = int64(len(sites))
 			if err != nil {
 				return fmt.Errorf("stop emulator: %w", err)
@@ -508,6 +529,7 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 		},
 		logs:    readLog,
 		crashes: func() int64 { return crashes },
+		sites:   func() []string { return sites },
 		metrics: metrics,
 		built:   func() int64 { return starts },
 		exits:   func() int64 { return exits },

@@ -81,10 +81,12 @@ func Scenarios(full bool) []Scenario {
 			},
 		},
 		{
-			// The function dies after commits and before outbox acks; the
-			// instance is abandoned and a cold one takes the redelivery.
+			// The function dies after commits, and after the bus accepted a
+			// batch's events but before the batch is reported; the instance
+			// is abandoned and a cold one takes the redelivery, which
+			// publishes the same events again, with the same IDs.
 			Name: "sequential-crashes", Pollers: 1, MaxReceiveCount: 10,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: 0.03, crash.BeforeAck: 0.06},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: 0.03, crash.AfterPublish: 0.06},
 			CrashSeed: 3,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 3,
@@ -95,8 +97,9 @@ func Scenarios(full bool) []Scenario {
 		},
 		{
 			// The bus refuses every event for a while: the publisher gives
-			// up, the messages whose events stayed in an outbox fail and
-			// come back, and the outboxes drain in order once it is back.
+			// up, the messages whose events the bus did not take fail and
+			// come back, and their redeliveries, finding the observations
+			// stored, publish the stored events (same IDs) once it is back.
 			Name: "bus-outage", Pollers: 1,
 			BusOutage: &Outage{AfterShare: 0.3, For: 5 * time.Second},
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
@@ -114,7 +117,7 @@ func Scenarios(full bool) []Scenario {
 			Name: "concurrent-hot", Pollers: 8, MaxReceiveCount: 10,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.06), PutEventsFaults(0.04, 0.12)},
 			FaultSeed: 4,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.02, 0.005), crash.BeforeAck: rate(0.05, 0.02)},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.02, 0.005), crash.AfterPublish: rate(0.05, 0.02)},
 			CrashSeed: 4,
 			Stream: StreamConfig{
 				Seed: 14, Observations: size(150, 5000), Attackers: size(15, 60), Hot: 3, HotShare: 0.7,
@@ -130,7 +133,7 @@ func Scenarios(full bool) []Scenario {
 			// Runtime Interface Emulator, which answers 502 and starts a
 			// fresh process for the next batch.
 			Name: "emulator-crashes", Pollers: 1, Emulator: true, MaxReceiveCount: 10,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: 0.03, crash.BeforeAck: 0.06},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: 0.03, crash.AfterPublish: 0.06},
 			CrashSeed: 5,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 5,

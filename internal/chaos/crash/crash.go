@@ -5,16 +5,19 @@
 // The crash points are where a dying process leaves the most half-done
 // work behind:
 //
-//   - AfterCommit: a commit (observations, series records and the events
-//     in their outboxes, written in one transaction) has been stored, and
-//     nothing has been published yet;
-//   - BeforeAck: the bus has accepted a series' events but the outbox has
-//     not been acknowledged, so the redelivery publishes them again.
+//   - AfterCommit: a commit (observations with the events they caused, and
+//     series records, written in one transaction) has been stored, and
+//     nothing has been published yet: the redelivery finds the
+//     observations stored and publishes the events stored with them;
+//   - AfterPublish: the bus has accepted a batch's events and the function
+//     dies before reporting the batch, so the queue redelivers it and the
+//     events are published again, with the same IDs.
 //
-// A Plan chooses the crash sites: a site (a stored observation, an outbox
-// position) is chosen with the point's rate by a hash of the seed and the
-// site, and crashes at most once (Once), so that a redelivered batch makes
-// progress. Store decorates the function's attribution.Store with the plan;
+// A Plan chooses the crash sites: a site (a stored observation, a published
+// batch named by its first event's ID) is chosen with the point's rate by a
+// hash of the seed and the site, and crashes at most once (Once), so that a
+// redelivered batch makes progress. Store and Publisher decorate the
+// function's attribution.Store and attribution.Publisher with the plan;
 // what dying means is the caller's: the crash test binary calls os.Exit,
 // the in-process harness marks the instance dead.
 //
@@ -43,9 +46,12 @@ type Point string
 
 // Crash points.
 const (
-	AfterCommit Point = "after-commit"
-	BeforeAck   Point = "before-ack"
+	AfterCommit  Point = "after-commit"
+	AfterPublish Point = "after-publish"
 )
+
+// Points are the crash points, in the order of the function's work.
+var Points = []Point{AfterCommit, AfterPublish}
 
 // ExitCode is the status a crashing process exits with, told apart from
 // other exits in the emulator's log.
@@ -250,14 +256,11 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	return nil
 }
 
-// Ack implements attribution.Store: it dies instead of acknowledging if the
-// plan chooses the outbox position.
+// Ack implements attribution.Store. It has no crash point: the processing
+// path acknowledges nothing (only outboxes left by a rebuild are).
 func (s *Store) Ack(ctx context.Context, key attribution.SeriesKey, position int64) error {
 	if s.dead() {
 		return ErrCrashed
-	}
-	if site := fmt.Sprintf("%s#%d", key, position); s.Plan.Fire(BeforeAck, site) {
-		return s.Die(BeforeAck, site)
 	}
 	return s.Store.Ack(ctx, key, position)
 }
@@ -306,18 +309,34 @@ func sameRecord(a, b *attribution.SeriesRecord) bool {
 	return errA == nil && errB == nil && string(x) == string(y)
 }
 
-// Publisher fails every call of an instance that died.
+// Publisher decorates an attribution.Publisher with the AfterPublish crash
+// point, and fails every call of an instance that died.
 type Publisher struct {
 	attribution.Publisher
+	// Plan and Die are as in Store; a nil Plan never fires.
+	Plan *Plan
+	Die  func(point Point, site string) error
+	// Dead, when set, reports an instance that died.
 	Dead func() bool
 }
 
 var _ attribution.Publisher = (*Publisher)(nil)
 
-// Publish implements attribution.Publisher.
+// Publish implements attribution.Publisher: it publishes and, once the bus
+// has accepted every event, dies if the plan chooses the batch. The site is
+// the first event's ID, the same when a redelivery publishes the batch
+// again.
 func (p *Publisher) Publish(ctx context.Context, events []attribution.Event) error {
 	if p.Dead != nil && p.Dead() {
 		return ErrCrashed
 	}
-	return p.Publisher.Publish(ctx, events)
+	if err := p.Publisher.Publish(ctx, events); err != nil {
+		return err
+	}
+	if len(events) > 0 && p.Die != nil {
+		if site := events[0].ID; p.Plan.Fire(AfterPublish, site) {
+			return p.Die(AfterPublish, site)
+		}
+	}
+	return nil
 }

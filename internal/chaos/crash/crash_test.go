@@ -28,7 +28,7 @@ func TestPlanFiresOncePerChosenSite(t *testing.T) {
 				t.Fatalf("site %s fired twice", site)
 			}
 		}
-		if plan.Fire(crash.BeforeAck, site) {
+		if plan.Fire(crash.AfterPublish, site) {
 			t.Fatalf("a point with no rate fired")
 		}
 	}
@@ -44,7 +44,7 @@ func TestPlanFiresOncePerChosenSite(t *testing.T) {
 func TestDirOnceIsSharedAcrossProcesses(t *testing.T) {
 	dir := t.TempDir()
 	a, b := crash.DirOnce(dir), crash.DirOnce(dir) // as two processes see it
-	if !a.First("after-commit s|1") || b.First("after-commit s|1") || !b.First("before-ack s#2") {
+	if !a.First("after-commit s|1") || b.First("after-commit s|1") || !b.First("after-publish e2") {
 		t.Fatal("markers are not shared through the directory")
 	}
 	sites, err := a.Sites()
@@ -60,7 +60,7 @@ func TestDirOnceIsSharedAcrossProcesses(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	want := crash.Config{Seed: 7, AfterCommit: 0.25, BeforeAck: 0.5, MarkerDir: "/m", AppliedLog: "/a.jsonl", ProbeEndpoint: "http://127.0.0.1:1"}
+	want := crash.Config{Seed: 7, AfterCommit: 0.25, AfterPublish: 0.5, MarkerDir: "/m", AppliedLog: "/a.jsonl", ProbeEndpoint: "http://127.0.0.1:1"}
 	env := map[string]string{}
 	for _, kv := range want.Env() {
 		for i := range kv {
@@ -76,7 +76,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	bad := []map[string]string{
 		{crash.EnvAfterCommit: "2", crash.EnvMarkerDir: "/m"},
-		{crash.EnvBeforeAck: "often", crash.EnvMarkerDir: "/m"},
+		{crash.EnvAfterPublish: "often", crash.EnvMarkerDir: "/m"},
 		{crash.EnvAfterCommit: "0.1"}, // no marker directory
 		{crash.EnvSeed: "-1"},
 		{crash.EnvAppliedLog: "/a"}, // no probe endpoint
@@ -113,7 +113,7 @@ func TestStoreDiesAfterTheCommitIsStored(t *testing.T) {
 	rec := &memRecorder{}
 	s := &crash.Store{
 		Store: mem, Probe: mem, Recorder: rec,
-		Plan: &crash.Plan{Rates: map[crash.Point]float64{crash.AfterCommit: 1, crash.BeforeAck: 1}, Once: &crash.MemoryOnce{}},
+		Plan: &crash.Plan{Rates: map[crash.Point]float64{crash.AfterCommit: 1, crash.AfterPublish: 1}, Once: &crash.MemoryOnce{}},
 		Die: func(p crash.Point, site string) error {
 			dead, diedAt = true, append(diedAt, string(p)+" "+site)
 			return errDied
@@ -134,16 +134,71 @@ func TestStoreDiesAfterTheCommitIsStored(t *testing.T) {
 		t.Errorf("a dead instance still reads: %v", err)
 	}
 	dead = false
-	if err := s.Ack(ctx, attribution.SeriesKey{IdentityUUID: "id-1", Primitive: "motor.input_modality"}, 1); !errors.Is(err, errDied) {
-		t.Errorf("Ack = %v, want a death before it", err)
+	// Ack has no crash point: it acknowledges.
+	if err := s.Ack(ctx, attribution.SeriesKey{IdentityUUID: "id-1", Primitive: "motor.input_modality"}, 1); err != nil {
+		t.Errorf("Ack = %v, want it passed through", err)
+	}
+	if len(diedAt) != 1 {
+		t.Errorf("Ack crashed: died at %v", diedAt)
 	}
 	recs, _ := mem.LoadSeries(ctx, "id-1", []string{"motor.input_modality"}, true)
-	if recs["motor.input_modality"].Published != 0 {
-		t.Error("the ack was written although the function died before it")
+	if got := recs["motor.input_modality"].Published; got != 1 {
+		t.Errorf("acknowledged position %d after Ack(1)", got)
 	}
-	dead = false
-	if err := s.Ack(ctx, attribution.SeriesKey{IdentityUUID: "id-1", Primitive: "motor.input_modality"}, 1); err != nil {
-		t.Errorf("the same site crashed twice: %v", err)
+	dead = true
+	if err := s.Ack(ctx, attribution.SeriesKey{IdentityUUID: "id-1", Primitive: "motor.input_modality"}, 1); !errors.Is(err, crash.ErrCrashed) {
+		t.Errorf("a dead instance still acknowledges: %v", err)
+	}
+}
+
+// busStub records what the bus accepted, or fails.
+type busStub struct {
+	accepted []attribution.Event
+	fail     error
+}
+
+func (b *busStub) Publish(_ context.Context, events []attribution.Event) error {
+	if b.fail != nil {
+		return b.fail
+	}
+	b.accepted = append(b.accepted, events...)
+	return nil
+}
+
+func TestPublisherDiesAfterTheBusAcceptedTheBatch(t *testing.T) {
+	ctx := context.Background()
+	bus := &busStub{}
+	dead := false
+	var diedAt []string
+	p := &crash.Publisher{
+		Publisher: bus,
+		Plan:      &crash.Plan{Rates: map[crash.Point]float64{crash.AfterPublish: 1}, Once: &crash.MemoryOnce{}},
+		Die: func(pt crash.Point, site string) error {
+			dead, diedAt = true, append(diedAt, string(pt)+" "+site)
+			return errDied
+		},
+		Dead: func() bool { return dead },
+	}
+	batch := []attribution.Event{{ID: "e1", DetailType: attribution.EventStateChanged}, {ID: "e2", DetailType: attribution.EventStateChanged}}
+	if err := p.Publish(ctx, batch); !errors.Is(err, errDied) {
+		t.Fatalf("Publish = %v, want the death", err)
+	}
+	if len(bus.accepted) != 2 || len(diedAt) != 1 || diedAt[0] != "after-publish e1" {
+		t.Fatalf("accepted %v, died at %v; want both events accepted, then a death at the first event's ID", bus.accepted, diedAt)
+	}
+	if err := p.Publish(ctx, batch); !errors.Is(err, crash.ErrCrashed) || len(bus.accepted) != 2 {
+		t.Errorf("a dead instance still publishes: %v, accepted %d", err, len(bus.accepted))
+	}
+	dead = false // the redelivery, on a new instance: the same events, the same site
+	if err := p.Publish(ctx, batch); err != nil || len(bus.accepted) != 4 {
+		t.Errorf("the redelivery: %v, accepted %d; want the batch published again without a second crash", err, len(bus.accepted))
+	}
+	if err := p.Publish(ctx, nil); err != nil {
+		t.Errorf("an empty batch: %v", err)
+	}
+	bus.fail = errors.New("throttled")
+	if err := p.Publish(ctx, []attribution.Event{{ID: "e3"}}); err == nil || errors.Is(err, errDied) || len(diedAt) != 1 {
+		t.Errorf("a batch the bus refused: %v, died at %v; want the bus' error and no death", err, diedAt)
 	}
 }
 

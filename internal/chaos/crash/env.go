@@ -16,7 +16,7 @@ import (
 const (
 	EnvSeed          = "CHAOS_CRASH_SEED"
 	EnvAfterCommit   = "CHAOS_CRASH_AFTER_COMMIT"
-	EnvBeforeAck     = "CHAOS_CRASH_BEFORE_ACK"
+	EnvAfterPublish  = "CHAOS_CRASH_AFTER_PUBLISH"
 	EnvMarkerDir     = "CHAOS_CRASH_DIR"
 	EnvAppliedLog    = "CHAOS_APPLIED_LOG"
 	EnvProbeEndpoint = "CHAOS_PROBE_ENDPOINT"
@@ -25,8 +25,8 @@ const (
 // Config is the crash binary's configuration.
 type Config struct {
 	Seed uint64
-	// AfterCommit and BeforeAck are the rates of the two crash points.
-	AfterCommit, BeforeAck float64
+	// AfterCommit and AfterPublish are the rates of the two crash points.
+	AfterCommit, AfterPublish float64
 	// MarkerDir holds one file per site that crashed (see DirOnce).
 	MarkerDir string
 	// AppliedLog, when set, receives the commits applied (see FileRecorder).
@@ -63,11 +63,11 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 		return r
 	}
 	c.AfterCommit = rate(EnvAfterCommit)
-	c.BeforeAck = rate(EnvBeforeAck)
+	c.AfterPublish = rate(EnvAfterPublish)
 	c.MarkerDir = get(EnvMarkerDir)
 	c.AppliedLog = get(EnvAppliedLog)
 	c.ProbeEndpoint = get(EnvProbeEndpoint)
-	if (c.AfterCommit > 0 || c.BeforeAck > 0) && c.MarkerDir == "" {
+	if (c.AfterCommit > 0 || c.AfterPublish > 0) && c.MarkerDir == "" {
 		errs = append(errs, fmt.Errorf("%s: is required when a crash rate is set", EnvMarkerDir))
 	}
 	if c.AppliedLog != "" && c.ProbeEndpoint == "" {
@@ -81,7 +81,7 @@ func (c Config) Env() []string {
 	env := []string{
 		EnvSeed + "=" + strconv.FormatUint(c.Seed, 10),
 		EnvAfterCommit + "=" + strconv.FormatFloat(c.AfterCommit, 'g', -1, 64),
-		EnvBeforeAck + "=" + strconv.FormatFloat(c.BeforeAck, 'g', -1, 64),
+		EnvAfterPublish + "=" + strconv.FormatFloat(c.AfterPublish, 'g', -1, 64),
 	}
 	for _, kv := range [][2]string{{EnvMarkerDir, c.MarkerDir}, {EnvAppliedLog, c.AppliedLog}, {EnvProbeEndpoint, c.ProbeEndpoint}} {
 		if kv[1] != "" {
@@ -95,7 +95,7 @@ func (c Config) Env() []string {
 func (c Config) Plan() *Plan {
 	return &Plan{
 		Seed:  c.Seed,
-		Rates: map[Point]float64{AfterCommit: c.AfterCommit, BeforeAck: c.BeforeAck},
+		Rates: map[Point]float64{AfterCommit: c.AfterCommit, AfterPublish: c.AfterPublish},
 		Once:  DirOnce(c.MarkerDir),
 	}
 }

@@ -1,7 +1,8 @@
 // Command crashfn is the attribution function with crash points, for chaos
 // runs under the Lambda Runtime Interface Emulator. It wires the function
 // exactly as functions/attribution does, through service.New, and wraps
-// its store with internal/chaos/crash: at the sites the crash plan chooses
+// its store and its publisher with internal/chaos/crash: at the sites the
+// crash plan chooses
 // (CHAOS_CRASH_* variables, see crash.ConfigFromEnv) the process exits, a
 // real death in the middle of an invocation. It can also log every commit
 // it applied (CHAOS_APPLIED_LOG), so the harness knows the order in which
@@ -71,16 +72,20 @@ func main() {
 		os.Exit(crash.ExitCode)
 		return nil
 	}
+	crashPlan := plan.Plan()
 	handler, err := service.New(cfg, awsCfg, service.Options{
 		Logger:       logger,
 		MetricsOut:   os.Stdout,
 		FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
 		WrapStore: func(s attribution.Store) attribution.Store {
-			st := &crash.Store{Store: s, Plan: plan.Plan(), Die: die, Probe: probe}
+			st := &crash.Store{Store: s, Plan: crashPlan, Die: die, Probe: probe}
 			if recorder != nil {
 				st.Recorder = recorder
 			}
 			return st
+		},
+		WrapPublisher: func(p attribution.Publisher) attribution.Publisher {
+			return &crash.Publisher{Publisher: p, Plan: crashPlan, Die: die}
 		},
 	})
 	if err != nil {
