@@ -83,20 +83,22 @@ type envelope struct {
 // Message. It checks the envelope's shape and bounds; kind-specific checks
 // (a numeric primitive's value) are Validate's.
 func DecodeMessage(body []byte) (Observation, error) {
-	return decodeMessage(body, 0)
+	return decodeMessage(body, "body", 0)
 }
 
-func decodeMessage(body []byte, depth int) (Observation, error) {
+// decodeMessage decodes body, which field names in errors: the message
+// body itself, or the wrapper field it came from.
+func decodeMessage(body []byte, field string, depth int) (Observation, error) {
 	if len(body) > MaxMessageBytes {
-		return Observation{}, Invalidf("body", "message is %d bytes, more than the %d allowed", len(body), MaxMessageBytes)
+		return Observation{}, Invalidf(field, "message is %d bytes, more than the %d allowed", len(body), MaxMessageBytes)
 	}
 	var env envelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&env); err != nil {
-		return Observation{}, Invalidf("body", "not a JSON object: %v", err)
+		return Observation{}, Invalidf(field, "not a JSON object: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Observation{}, Invalidf("body", "trailing data after the JSON object")
+		return Observation{}, Invalidf(field, "trailing data after the JSON object")
 	}
 	if depth == 0 && env.Primitive == nil && env.AttackerUUID == nil {
 		switch {
@@ -104,13 +106,13 @@ func decodeMessage(body []byte, depth int) (Observation, error) {
 			if len(env.Detail) == 0 || env.Detail[0] != '{' {
 				return Observation{}, Invalidf("detail", "EventBridge detail must be a JSON object")
 			}
-			return decodeMessage(env.Detail, depth+1)
+			return decodeMessage(env.Detail, "detail", depth+1)
 		case env.Message != nil && env.MessageType != nil:
 			var inner string
 			if err := json.Unmarshal(env.Message, &inner); err != nil {
 				return Observation{}, Invalidf("Message", "SNS Message must be a JSON string: %v", err)
 			}
-			return decodeMessage([]byte(inner), depth+1)
+			return decodeMessage([]byte(inner), "Message", depth+1)
 		}
 	}
 	return env.observation()

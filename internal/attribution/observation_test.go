@@ -155,7 +155,8 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"EventBridge detail not an object", body(`{"detail-type":"attacker.observation","source":"decnet.behave","detail":"` + strings.ReplaceAll(validEnvelope, `"`, `\"`) + `"}`), "detail", "must be a JSON object"},
 		{"EventBridge detail invalid", body(`{"detail-type":"attacker.observation","detail":{"primitive":"motor.input_modality"}}`), "attacker_uuid", "is required"},
 		{"SNS Message not a string", body(`{"Type":"Notification","Message":` + validEnvelope + `}`), "Message", "must be a JSON string"},
-		{"SNS Message not JSON", body(`{"Type":"Notification","Message":"typed"}`), "body", "not a JSON object"},
+		{"SNS Message not JSON", body(`{"Type":"Notification","Message":"typed"}`), "Message", "not a JSON object"},
+		{"SNS Message with trailing data", body(`{"Type":"Notification","Message":"{} x"}`), "Message", "trailing data"},
 		{"SNS Message invalid", body(`{"Type":"Notification","Message":"{\"primitive\":\"motor\"}"}`), "attacker_uuid", "is required"},
 		{"SNS inside EventBridge is not unwrapped twice", body(`{"detail-type":"x","detail":{"Type":"Notification","Message":"{}"}}`), "attacker_uuid", "is required"},
 	}
