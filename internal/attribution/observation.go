@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -71,7 +72,10 @@ type envelope struct {
 	TS           json.RawMessage `json:"ts"`
 	IdentityRef  json.RawMessage `json:"identity_ref"`
 	AttackerUUID json.RawMessage `json:"attacker_uuid"`
-	// Wrappers: EventBridge puts the envelope in detail, SNS in Message.
+	// Wrappers: EventBridge puts the envelope in detail, SNS in Message,
+	// DECNET's bus in payload (with the topic it was published on).
+	Topic       json.RawMessage `json:"topic"`
+	Payload     json.RawMessage `json:"payload"`
 	Detail      json.RawMessage `json:"detail"`
 	DetailType  json.RawMessage `json:"detail-type"`
 	Message     json.RawMessage `json:"Message"`
@@ -79,8 +83,8 @@ type envelope struct {
 }
 
 // DecodeMessage reads one message body: an observation envelope, or one
-// wrapped as an EventBridge event's detail or an SNS notification's
-// Message. It checks the envelope's shape and bounds; kind-specific checks
+// wrapped as an EventBridge event's detail, an SNS notification's Message
+// or a DECNET bus envelope's payload. It checks the envelope's shape and bounds; kind-specific checks
 // (a numeric primitive's value) are Validate's.
 func DecodeMessage(body []byte) (Observation, error) {
 	return decodeMessage(body, "body", 0)
@@ -102,6 +106,8 @@ func decodeMessage(body []byte, field string, depth int) (Observation, error) {
 	}
 	if depth == 0 && env.Primitive == nil && env.AttackerUUID == nil {
 		switch {
+		case env.Topic != nil && env.Payload != nil:
+			return decodeBusObservation(env.Topic, env.Payload)
 		case env.Detail != nil && env.DetailType != nil:
 			if len(env.Detail) == 0 || env.Detail[0] != '{' {
 				return Observation{}, Invalidf("detail", "EventBridge detail must be a JSON object")
@@ -116,6 +122,51 @@ func decodeMessage(body []byte, field string, depth int) (Observation, error) {
 		}
 	}
 	return env.observation()
+}
+
+// ObservationTopicPrefix starts the DECNET bus topic of every observation:
+// attacker.observation.<primitive>, the primitive keeping its dots.
+const ObservationTopicPrefix = "attacker.observation."
+
+// decodeBusObservation reads the payload of a DECNET bus envelope published
+// on an observation topic. Errors name the fields inside it (payload.ts).
+func decodeBusObservation(rawTopic, payload json.RawMessage) (Observation, error) {
+	var topic string
+	if err := json.Unmarshal(rawTopic, &topic); err != nil {
+		return Observation{}, Invalidf("topic", "must be a string, got %s", truncate(rawTopic))
+	}
+	primitive, ok := strings.CutPrefix(topic, ObservationTopicPrefix)
+	if !ok {
+		return Observation{}, Invalidf("topic", "%q is not an observation topic (%s<primitive>)", topic, ObservationTopicPrefix)
+	}
+	if len(payload) == 0 || payload[0] != '{' {
+		return Observation{}, Invalidf("payload", "bus payload must be a JSON object")
+	}
+	obs, err := decodeMessage(payload, "payload", 1)
+	if err != nil {
+		return obs, prefixField("payload", err)
+	}
+	if obs.Primitive != primitive {
+		return obs, Invalidf("topic", "%q names primitive %q but payload.primitive is %q", topic, primitive, obs.Primitive)
+	}
+	return obs, nil
+}
+
+// prefixField qualifies the field of an invalid-input error with the
+// wrapper it was found in.
+func prefixField(prefix string, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Code != EINVALID {
+		return err
+	}
+	q := *e
+	switch {
+	case q.Field == "":
+		q.Field = prefix
+	case q.Field != prefix:
+		q.Field = prefix + "." + q.Field
+	}
+	return &q
 }
 
 func (env envelope) observation() (Observation, error) {

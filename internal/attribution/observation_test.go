@@ -159,6 +159,17 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{"SNS Message with trailing data", body(`{"Type":"Notification","Message":"{} x"}`), "Message", "trailing data"},
 		{"SNS Message invalid", body(`{"Type":"Notification","Message":"{\"primitive\":\"motor\"}"}`), "attacker_uuid", "is required"},
 		{"SNS inside EventBridge is not unwrapped twice", body(`{"detail-type":"x","detail":{"Type":"Notification","Message":"{}"}}`), "attacker_uuid", "is required"},
+
+		{"bus topic not a string", body(`{"v":1,"topic":7,"payload":` + validEnvelope + `}`), "topic", "must be a string"},
+		{"bus topic not an observation", body(`{"v":1,"topic":"attacker.session.ended","payload":` + validEnvelope + `}`), "topic", "not an observation topic"},
+		{"bus topic names another primitive", body(`{"v":1,"topic":"attacker.observation.motor.paste_ratio","payload":` + validEnvelope + `}`), "topic", "names primitive"},
+		{"bus payload not an object", body(`{"v":1,"topic":"attacker.observation.motor.input_modality","payload":[1]}`), "payload", "must be a JSON object"},
+		{"bus payload field invalid", body(`{"v":1,"topic":"attacker.observation.motor.input_modality","payload":` +
+			strings.Replace(validEnvelope, `"ts":1714054175.367`, `"ts":"soon"`, 1) + `}`), "payload.ts", "must be a finite number"},
+		{"bus payload nested window field", body(`{"v":1,"topic":"attacker.observation.motor.input_modality","payload":` +
+			strings.Replace(validEnvelope, `"end_ts":1714054175.367`, `"end_ts":"x"`, 1) + `}`), "payload.window.end_ts", "must be a finite number"},
+		{"bus payload missing attacker", body(`{"v":1,"topic":"attacker.observation.motor.input_modality","payload":{"primitive":"motor.input_modality"}}`), "payload.attacker_uuid", "is required"},
+		{"bus payload is not unwrapped twice", body(`{"v":1,"topic":"attacker.observation.motor.input_modality","payload":{"topic":"attacker.observation.motor.input_modality","payload":{}}}`), "payload.attacker_uuid", "is required"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,7 +246,8 @@ func TestDecodeMessageAccepts(t *testing.T) {
 }
 
 // TestDecodeMessageWrapped checks that the envelope reads the same bare,
-// as an EventBridge event's detail and as an SNS notification's Message.
+// as an EventBridge event's detail, as an SNS notification's Message and as
+// a DECNET bus envelope's payload.
 func TestDecodeMessageWrapped(t *testing.T) {
 	bare := mustDecode(t, []byte(validEnvelope))
 	eventBridge := `{"version":"0","id":"f4d2661b","detail-type":"attacker.observation","source":"decnet.behave",` +
@@ -248,6 +260,8 @@ func TestDecodeMessageWrapped(t *testing.T) {
 	}{
 		{"EventBridge", eventBridge},
 		{"SNS", sns},
+		{"DECNET bus", `{"v":1,"id":"9f1c2e","topic":"attacker.observation.motor.input_modality","type":"observation",` +
+			`"ts":1714054176.01,"payload":` + validEnvelope + `}`},
 		{"bare with white space", "\n\t " + validEnvelope + " \n"},
 	}
 	for _, tc := range cases {

@@ -227,6 +227,10 @@ func TestMessageSchemaAgreesWithDecode(t *testing.T) {
 		{"sns message not JSON", sns("primitive=a.b"), false},
 		{"sns message invalid", sns(`{"primitive":"a.b"}`), false},
 		{"sns inside eventbridge is not unwrapped twice", `{"detail-type":"x","detail":` + sns(env("")) + `}`, false},
+		{"bus envelope", `{"v":1,"id":"ab12","topic":"attacker.observation.motor.input_modality","type":"observation","ts":2,"payload":` + env("") + `}`, true},
+		{"bus envelope on another topic", `{"v":1,"topic":"attacker.session.ended","payload":` + env("") + `}`, false},
+		{"bus payload invalid", `{"v":1,"topic":"attacker.observation.motor.input_modality","payload":{"primitive":"a.b"}}`, false},
+		{"bus payload not an object", `{"v":1,"topic":"attacker.observation.motor.input_modality","payload":"x"}`, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -251,6 +255,7 @@ func TestMessageSchemaLimits(t *testing.T) {
 		"attacker over 256 bytes, under 256 characters": `{"attacker_uuid":"` + strings.Repeat("é", 200) + `","primitive":"a.b","evidence_ref":"r","ts":1,"value":1}`,
 		"value over 1024 bytes":                         `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":"` + strings.Repeat("x", 1100) + `"}`,
 		"v not a whole number in Go's reading":          `{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":1,"v":1.0}`,
+		"bus topic names another primitive":             `{"topic":"attacker.observation.c.d","payload":{"attacker_uuid":"a","primitive":"a.b","evidence_ref":"r","ts":1,"value":1}}`,
 	} {
 		if _, err := attribution.DecodeMessage([]byte(body)); err == nil {
 			t.Errorf("%s: DecodeMessage accepts it; move the case to TestMessageSchemaAgreesWithDecode", name)
