@@ -58,7 +58,7 @@ func Merge(kind Kind, points []Point, t Thresholds) State {
 		distinct := make(map[Value]struct{})
 		for _, p := range points {
 			if p.TS >= start && !p.Value.IsNull() {
-				distinct[p.Value] = struct{}{}
+				distinct[p.Value.Class()] = struct{}{}
 			}
 		}
 		return mergeHash(n, last, len(distinct), t)
@@ -114,24 +114,27 @@ func mergeCategorical(n int, last Point, recent, older []Point, t Thresholds) St
 	s.State = StateStable
 	if len(older) > 0 {
 		olderTop, olderCount := majority(older)
-		if olderCount < min(t.CategoricalMajority, len(older)) || olderTop != top {
+		if olderCount < min(t.CategoricalMajority, len(older)) || !olderTop.Equal(top) {
 			s.State = StateDrifting
 		}
 	}
 	return s
 }
 
-// majority returns the most frequent value of a window; on a tie, the one
-// that appears first.
+// majority returns the most frequent value of a window, counted by
+// equality class, as its first occurrence; on a tie, the class that appears
+// first wins.
 func majority(window []Point) (Value, int) {
+	classes := make([]Value, len(window))
 	counts := make(map[Value]int, len(window))
-	for _, p := range window {
-		counts[p.Value]++
+	for i, p := range window {
+		classes[i] = p.Value.Class()
+		counts[classes[i]]++
 	}
 	var top Value
 	best := 0
-	for _, p := range window {
-		if c := counts[p.Value]; c > best {
+	for i, p := range window {
+		if c := counts[classes[i]]; c > best {
 			top, best = p.Value, c
 		}
 	}
@@ -145,20 +148,23 @@ func alternates(window []Point) bool {
 	if len(window) < 4 {
 		return false
 	}
-	first := window[0].Value
+	first := window[0].Value.Class()
 	second, seen := Value(""), false
 	flips := 0
-	for i, p := range window {
-		if p.Value != first {
+	previous := first
+	for _, p := range window {
+		class := p.Value.Class()
+		if class != first {
 			if !seen {
-				second, seen = p.Value, true
-			} else if p.Value != second {
+				second, seen = class, true
+			} else if class != second {
 				return false
 			}
 		}
-		if i > 0 && p.Value != window[i-1].Value {
+		if class != previous {
 			flips++
 		}
+		previous = class
 	}
 	if !seen {
 		return false

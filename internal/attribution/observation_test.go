@@ -355,7 +355,15 @@ func TestCanonicalValue(t *testing.T) {
 		{"string", `"typed"`, `"typed"`, false},
 		{"integer float", `1.0`, `1`, false},
 		{"exponent", `25e-1`, `2.5`, false},
-		{"negative zero", `-0`, `-0`, false},
+		{"integer negative zero", `-0`, `0`, false},
+		{"float negative zero", `-0.0`, `-0.0`, false},
+		{"float negative zero exponent", `-0e5`, `-0.0`, false},
+		{"big integer kept exactly", `9007199254740993`, `9007199254740993`, false},
+		{"huge integer kept exactly", `-123456789012345678901234567890`, `-123456789012345678901234567890`, false},
+		{"big float read as float64", `9007199254740993.0`, `9007199254740992`, false},
+		{"exponent integer", `1e2`, `100`, false},
+		{"nested big integer", `[18446744073709551617,{"a":1.50}]`, `[18446744073709551617,{"a":1.5}]`, false},
+		{"escapes read", `"\u00e9"`, `"é"`, false},
 		{"object keys sorted", `{"b":1,"a":{"d":2,"c":3}}`, `{"a":{"c":3,"d":2},"b":1}`, false},
 		{"white space dropped", " [ 1 , \"a\" , null ] ", `[1,"a",null]`, false},
 		{"HTML not escaped", `"<a&b>"`, `"<a&b>"`, false},
@@ -367,6 +375,7 @@ func TestCanonicalValue(t *testing.T) {
 		{"trailing bracket", `1]`, "", true},
 		{"trailing brace", `{"a":1}}`, "", true},
 		{"non-finite", `1e999`, "", true},
+		{"nested non-finite", `{"a":[-1e999]}`, "", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

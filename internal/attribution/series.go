@@ -22,18 +22,28 @@ type Series struct {
 	Kind Kind `json:"k"`
 	// Keep and HashWindow are the thresholds the record was built with; a
 	// record built with others must be rebuilt from the whole series.
-	Keep       int     `json:"keep"`
+	Keep int `json:"keep"`
+	// Equality is the value equality the record was built with (see
+	// ValueEquality); a record of another must be rebuilt too.
+	Equality   int     `json:"eq,omitempty"`
 	HashWindow float64 `json:"hw,omitempty"`
 	Count      int     `json:"n"`
 	Tail       []Point `json:"tail,omitempty"`
-	// Hashes is sorted by value (deterministic encoding).
+	// Hashes holds one sighting per equality class, sorted by class
+	// (deterministic encoding).
 	Hashes []HashSighting `json:"hashes,omitempty"`
 	// Overflow is set when more than MaxHashValues distinct hashes fell
 	// inside the window; the record is then not exact.
 	Overflow bool `json:"overflow,omitempty"`
 }
 
-// HashSighting is the newest ts at which a hash value was observed.
+// ValueEquality numbers the value equality records are built with. Records
+// stored before it (0) compared canonical JSON text, so true and 1 were two
+// values: they are rebuilt from the whole series when next touched.
+const ValueEquality = 1
+
+// HashSighting is the newest ts at which a hash value's equality class was
+// observed.
 type HashSighting struct {
 	Value Value   `json:"v"`
 	TS    float64 `json:"t"`
@@ -57,7 +67,7 @@ func NewSeries(kind Kind, points []Point, t Thresholds) Series {
 	newest := make(map[Value]float64)
 	for _, p := range sorted {
 		if p.TS >= start && !p.Value.IsNull() {
-			newest[p.Value] = p.TS // sorted: the last sighting is the newest
+			newest[p.Value.Class()] = p.TS // sorted: the last sighting is the newest
 		}
 	}
 	for v, ts := range newest {
@@ -73,18 +83,18 @@ func NewSeries(kind Kind, points []Point, t Thresholds) Series {
 
 // EmptySeries is the record of a series with no observations yet.
 func EmptySeries(kind Kind, t Thresholds) Series {
-	s := Series{Kind: kind, Keep: 2 * t.Window}
+	s := Series{Kind: kind, Keep: 2 * t.Window, Equality: ValueEquality}
 	if kind == Hash {
 		s.Keep, s.HashWindow = 1, t.HashWindowSeconds
 	}
 	return s
 }
 
-// Compatible reports whether the record was built for this kind and these
-// thresholds, so that Add and State are exact.
+// Compatible reports whether the record was built for this kind, these
+// thresholds and this value equality, so that Add and State are exact.
 func (s *Series) Compatible(kind Kind, t Thresholds) bool {
 	e := EmptySeries(kind, t)
-	return s.Kind == e.Kind && s.Keep == e.Keep && s.HashWindow == e.HashWindow && !s.Overflow
+	return s.Kind == e.Kind && s.Keep == e.Keep && s.HashWindow == e.HashWindow && s.Equality == e.Equality && !s.Overflow
 }
 
 // Exact reports whether State equals Merge over the whole series.
@@ -117,13 +127,14 @@ func (s *Series) addHash(p Point) {
 	newest := s.Tail[len(s.Tail)-1].TS
 	start := newest - s.HashWindow
 	if !p.Value.IsNull() && p.TS >= start {
-		i := sort.Search(len(s.Hashes), func(i int) bool { return s.Hashes[i].Value >= p.Value })
-		if i < len(s.Hashes) && s.Hashes[i].Value == p.Value {
+		class := p.Value.Class()
+		i := sort.Search(len(s.Hashes), func(i int) bool { return s.Hashes[i].Value >= class })
+		if i < len(s.Hashes) && s.Hashes[i].Value == class {
 			s.Hashes[i].TS = max(s.Hashes[i].TS, p.TS)
 		} else {
 			s.Hashes = append(s.Hashes, HashSighting{})
 			copy(s.Hashes[i+1:], s.Hashes[i:])
-			s.Hashes[i] = HashSighting{Value: p.Value, TS: p.TS}
+			s.Hashes[i] = HashSighting{Value: class, TS: p.TS}
 		}
 	}
 	kept := s.Hashes[:0]
