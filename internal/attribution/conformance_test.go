@@ -2,13 +2,14 @@ package attribution_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/conformance"
 )
 
-// mergeVector is one line of testdata/public-merge.jsonl.
+// mergeVector is one line of a merge vector file (testdata/*-merge.jsonl).
 type mergeVector struct {
 	Kind         attribution.Kind `json:"kind"`
 	Observations []struct {
@@ -22,6 +23,7 @@ type mergeVector struct {
 		ObservationCount  int               `json:"observation_count"`
 		LastObservationTS float64           `json:"last_observation_ts"`
 	} `json:"expected"`
+	name string
 }
 
 func mustReadLines(tb testing.TB, name string) [][]byte {
@@ -35,13 +37,35 @@ func mustReadLines(tb testing.TB, name string) [][]byte {
 
 func closeEnough(a, b float64) bool { return conformance.CloseEnough(a, b) }
 
-// sameValue compares JSON values, numbers within the relative tolerance.
+// sameValue compares JSON values as the conformance rules do: integers
+// exactly, other numbers within the relative tolerance, types kept.
 func sameValue(a, b attribution.Value) bool {
-	var x, y any
-	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
+	x, errx := conformance.Decode([]byte(a))
+	y, erry := conformance.Decode([]byte(b))
+	if errx != nil || erry != nil {
 		return a == b
 	}
 	return conformance.SameJSON(x, y)
+}
+
+func mergeVectors(tb testing.TB) []mergeVector {
+	tb.Helper()
+	files, err := conformance.Files("-merge.jsonl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []mergeVector
+	for _, name := range files {
+		for i, line := range mustReadLines(tb, name) {
+			var v mergeVector
+			if err := json.Unmarshal(line, &v); err != nil {
+				tb.Fatalf("%s vector %d: %v", name, i+1, err)
+			}
+			v.name = fmt.Sprintf("%s:%d", name, i+1)
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // TestMergeConformance runs every reference merge vector through the
@@ -49,11 +73,7 @@ func sameValue(a, b attribution.Value) bool {
 // order and in reverse.
 func TestMergeConformance(t *testing.T) {
 	th := attribution.DefaultThresholds()
-	for i, line := range mustReadLines(t, "public-merge.jsonl") {
-		var v mergeVector
-		if err := json.Unmarshal(line, &v); err != nil {
-			t.Fatalf("vector %d: %v", i+1, err)
-		}
+	for _, v := range mergeVectors(t) {
 		points := make([]attribution.Point, len(v.Observations))
 		for j, o := range v.Observations {
 			points[j] = attribution.Point{TS: o.TS, Ref: refOf(j), Value: o.Value}
@@ -70,7 +90,7 @@ func TestMergeConformance(t *testing.T) {
 			if got.State != e.State || !sameValue(got.CurrentValue, e.CurrentValue) ||
 				!closeEnough(got.Confidence, e.Confidence) || got.ObservationCount != e.ObservationCount ||
 				!closeEnough(got.LastObservationTS, e.LastObservationTS) {
-				t.Errorf("vector %d (%s, %s): got %+v, want %+v", i+1, v.Kind, name, got, e)
+				t.Errorf("vector %s (%s, %s): got %+v, want %+v", v.name, v.Kind, name, got, e)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -56,19 +57,58 @@ func Lines(name string) ([][]byte, error) {
 	return lines, nil
 }
 
-// Streams reads testdata/public-stream.jsonl.
+// Files lists the vector files of testdata whose names end in suffix
+// ("-merge.jsonl", "-stream.jsonl"), sorted; it is an error to find none.
+func Files(suffix string) ([]string, error) {
+	paths, err := filepath.Glob(filepath.Join(Dir(), "*"+suffix))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no conformance vectors *%s in %s", suffix, Dir())
+	}
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Streams reads every stream vector of testdata (*-stream.jsonl), file by
+// file. Numbers in expectations stay json.Number, so integers compare
+// exactly.
 func Streams() ([]Stream, error) {
-	lines, err := Lines("public-stream.jsonl")
+	files, err := Files("-stream.jsonl")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Stream, len(lines))
-	for i, l := range lines {
-		if err := json.Unmarshal(l, &out[i]); err != nil {
-			return nil, fmt.Errorf("stream vector %d: %w", i+1, err)
+	var out []Stream
+	for _, name := range files {
+		lines, err := Lines(name)
+		if err != nil {
+			return nil, err
+		}
+		for i, l := range lines {
+			var s Stream
+			if err := decodeInto(l, &s); err != nil {
+				return nil, fmt.Errorf("%s: vector %d: %w", name, i+1, err)
+			}
+			out = append(out, s)
 		}
 	}
 	return out, nil
+}
+
+// Decode reads JSON with numbers as json.Number, so that big integers
+// survive.
+func Decode(b []byte) (any, error) {
+	var v any
+	err := decodeInto(b, &v)
+	return v, err
+}
+
+func decodeInto(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(v)
 }
 
 // RegistryJSON is the vector's registry as a JSON object.
@@ -82,16 +122,61 @@ func CloseEnough(a, b float64) bool {
 	return a == b || math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b))
 }
 
-// SameJSON compares decoded JSON values, numbers within a relative 1e-9.
+// SameJSON compares decoded JSON values (numbers as float64 or
+// json.Number): two integers exactly, other numbers within a relative
+// 1e-9, booleans only with booleans, arrays and objects element by
+// element.
 func SameJSON(a, b any) bool {
-	x, xok := a.(float64)
-	y, yok := b.(float64)
-	if xok && yok {
-		return CloseEnough(x, y)
+	if x, xint, ok := number(a); ok {
+		y, yint, ok := number(b)
+		if !ok {
+			return false
+		}
+		if xint && yint {
+			return x == y
+		}
+		fx, errx := strconv.ParseFloat(x, 64)
+		fy, erry := strconv.ParseFloat(y, 64)
+		return errx == nil && erry == nil && CloseEnough(fx, fy)
 	}
-	ab, _ := json.Marshal(a)
-	bb, _ := json.Marshal(b)
-	return bytes.Equal(ab, bb)
+	switch x := a.(type) {
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !SameJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, found := y[k]
+			if !found || !SameJSON(xv, yv) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// number reads a decoded JSON number as text, and whether it is an integer
+// literal. A float64 never counts as one: decoding may have rounded it.
+func number(v any) (text string, integer bool, ok bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return string(x), !strings.ContainsAny(string(x), ".eE"), true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), false, true
+	}
+	return "", false, false
 }
 
 // Diff compares rows field by field for the fields of want; it returns a
@@ -126,11 +211,11 @@ func BySeries(rows []map[string]any) map[string][]map[string]any {
 	return out
 }
 
-// Rows decodes JSON objects.
+// Rows decodes JSON objects, numbers as json.Number.
 func Rows(raw []json.RawMessage) ([]map[string]any, error) {
 	out := make([]map[string]any, len(raw))
 	for i, r := range raw {
-		if err := json.Unmarshal(r, &out[i]); err != nil {
+		if err := decodeInto(r, &out[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -144,12 +229,14 @@ func (s Stream) Prefix(p string) (Stream, error) {
 	out := s
 	out.Messages = make([]json.RawMessage, len(s.Messages))
 	for i, m := range s.Messages {
-		var obj map[string]any
+		// Raw fields: values reach the engine exactly as the vector wrote them.
+		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(m, &obj); err != nil {
 			return s, err
 		}
-		if a, ok := obj["attacker_uuid"].(string); ok {
-			obj["attacker_uuid"] = p + a
+		var a string
+		if json.Unmarshal(obj["attacker_uuid"], &a) == nil && a != "" {
+			obj["attacker_uuid"], _ = json.Marshal(p + a)
 		}
 		b, err := json.Marshal(obj)
 		if err != nil {

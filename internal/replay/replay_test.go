@@ -38,10 +38,11 @@ func TestStreamConformance(t *testing.T) {
 			}
 			var events, states []map[string]any
 			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-				var m map[string]any
-				if err := json.Unmarshal([]byte(line), &m); err != nil {
+				rows, err := conformance.Rows([]json.RawMessage{json.RawMessage(line)})
+				if err != nil {
 					t.Fatalf("%s: output line %q: %v", name, line, err)
 				}
+				m := rows[0]
 				switch m["type"] {
 				case attribution.EventStateChanged:
 					events = append(events, m)

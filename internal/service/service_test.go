@@ -106,8 +106,10 @@ func (e *env) states(t *testing.T, v conformance.Stream) []map[string]any {
 			if r == nil || r.Current == nil {
 				continue
 			}
-			var value any
-			_ = json.Unmarshal([]byte(r.Current.CurrentValue), &value)
+			value, err := conformance.Decode([]byte(r.Current.CurrentValue))
+			if err != nil {
+				t.Fatalf("current value %s: %v", r.Current.CurrentValue, err)
+			}
 			rows = append(rows, map[string]any{
 				"attacker_uuid": attacker, "primitive": p, "state": r.Current.State, "current_value": value,
 				"confidence": r.Current.Confidence, "observation_count": float64(r.Current.ObservationCount),
