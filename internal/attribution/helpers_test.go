@@ -77,14 +77,28 @@ func messages(bodies [][]byte) []attribution.Message {
 
 var categoricalPool = []string{`"typed"`, `"pasted"`, `null`, `true`, `false`, `1`, `"1"`, `2.5`, `[1,"a"]`, `{"k":"v"}`}
 
+// equalityPool mixes texts that are one value under the reference's
+// equality (true, 1, 1.0; false, 0, -0.0; 2^53 as integer and as float)
+// with near misses that are not (2^53+1, "1", null).
+var equalityPool = []string{`true`, `1`, `1.0`, `false`, `0`, `-0.0`, `0.0`, `9007199254740993`, `9007199254740992`,
+	`9007199254740992.0`, `"1"`, `"0"`, `null`, `1e2`, `100`, `2.5`, `[true,0]`, `[1,-0.0]`}
+
+// equalityNumbers is the part of equalityPool a numeric primitive accepts.
+var equalityNumbers = []string{`true`, `1`, `1.0`, `false`, `0`, `-0.0`, `9007199254740993`, `9007199254740992.0`, `null`, `1e2`, `2.5`}
+
 // categoricalValues draws a series of n values over 1–4 distinct values,
 // in phases (constant, alternating, random) so every state word shows up.
 func categoricalValues(rng *rand.Rand, n int) []string {
+	return categoricalValuesFrom(rng, n, categoricalPool)
+}
+
+// categoricalValuesFrom is categoricalValues over another pool of texts.
+func categoricalValuesFrom(rng *rand.Rand, n int, pool []string) []string {
 	k := 1 + rng.IntN(4)
-	perm := rng.Perm(len(categoricalPool))
+	perm := rng.Perm(len(pool))
 	vals := make([]string, k)
 	for i := range vals {
-		vals[i] = categoricalPool[perm[i]]
+		vals[i] = pool[perm[i]]
 	}
 	out := make([]string, 0, n)
 	for len(out) < n {
@@ -145,6 +159,15 @@ func hashValues(rng *rand.Rand, n, distinctMax int) []string {
 	return hashValuesOf(rng, n, 1+rng.IntN(distinctMax))
 }
 
+// drawFrom draws n texts of a pool at random.
+func drawFrom(rng *rand.Rand, n int, pool []string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = pool[rng.IntN(len(pool))]
+	}
+	return out
+}
+
 // hashValuesOf draws from k hashes, with nulls; each of the k appears at
 // least once when n leaves room for them.
 func hashValuesOf(rng *rand.Rand, n, k int) []string {
@@ -195,6 +218,9 @@ type streamOpts struct {
 	Alternating bool
 	// Shuffle sets how far arrival order strays from ts order: 0 keeps it.
 	Shuffle float64
+	// Equality draws values from pools of texts that are equal as values
+	// but not as JSON (true, 1, 1.0), with near misses.
+	Equality bool
 }
 
 // genStream returns message bodies in arrival order.
@@ -209,17 +235,7 @@ func genStream(rng *rand.Rand, reg attribution.Registry, o streamOpts) [][]byte 
 			}
 			kind := reg.Kind(prim)
 			n := 1 + rng.IntN(o.MaxLen)
-			var vals []string
-			switch {
-			case o.Alternating:
-				vals = alternatingValues(rng, n)
-			case kind == attribution.Numeric:
-				vals = numericValues(rng, n)
-			case kind == attribution.Hash:
-				vals = hashValues(rng, n, 6)
-			default:
-				vals = categoricalValues(rng, n)
-			}
+			vals := o.values(rng, kind, n)
 			times := seriesTimes(rng, kind, n, base)
 			refs := rng.Perm(n) // ties in ts are broken by a ref unrelated to arrival
 			for i := range n {
@@ -258,21 +274,32 @@ func genStream(rng *rand.Rand, reg attribution.Registry, o streamOpts) [][]byte 
 			case 1:
 				a.Confidence = 1 - a.Confidence/2
 			}
-			switch kind := reg.Kind(a.Primitive); {
-			case o.Alternating:
-				a.Value = alternatingValues(rng, 1)[0]
-			case kind == attribution.Numeric:
-				a.Value = numericValues(rng, 1)[0]
-			case kind == attribution.Hash:
-				a.Value = hashValues(rng, 1, 6)[0]
-			default:
-				a.Value = categoricalValues(rng, 1)[0]
-			}
+			a.Value = o.values(rng, reg.Kind(a.Primitive), 1)[0]
 			out = append(out, a.body())
 			sent = append(sent, a)
 		}
 	}
 	return out
+}
+
+// values draws the values of one series of kind.
+func (o streamOpts) values(rng *rand.Rand, kind attribution.Kind, n int) []string {
+	switch {
+	case o.Alternating:
+		return alternatingValues(rng, n)
+	case o.Equality && kind == attribution.Numeric:
+		return drawFrom(rng, n, equalityNumbers)
+	case o.Equality && kind == attribution.Hash:
+		return drawFrom(rng, n, equalityPool)
+	case o.Equality:
+		return categoricalValuesFrom(rng, n, equalityPool)
+	case kind == attribution.Numeric:
+		return numericValues(rng, n)
+	case kind == attribution.Hash:
+		return hashValues(rng, n, 6)
+	default:
+		return categoricalValues(rng, n)
+	}
 }
 
 // alternatingValues is A/B alternation and constant runs, in phases.

@@ -15,8 +15,16 @@ import (
 // A dense hash series packs its points into the hash window, so up to 80
 // distinct hashes are in it at once.
 func genPoints(rng *rand.Rand, kind attribution.Kind, n int, dense bool) []attribution.Point {
+	return genPointsOf(rng, kind, n, dense, false)
+}
+
+// genPointsOf is genPoints, with values from the equality pools if
+// equality is set.
+func genPointsOf(rng *rand.Rand, kind attribution.Kind, n int, dense, equality bool) []attribution.Point {
 	var vals []string
 	switch {
+	case equality:
+		vals = streamOpts{Equality: true}.values(rng, kind, n)
 	case kind == attribution.Numeric:
 		vals = numericValues(rng, n)
 	case kind == attribution.Hash && dense:
@@ -67,12 +75,13 @@ func mustRoundTrip(tb testing.TB, s attribution.Series) attribution.Series {
 	return out
 }
 
-// distinctNonNull counts the distinct non-null values of a series.
+// distinctNonNull counts the distinct non-null values of a series, by
+// equality class.
 func distinctNonNull(pts []attribution.Point) int {
 	seen := make(map[attribution.Value]bool)
 	for _, p := range pts {
 		if !p.Value.IsNull() {
-			seen[p.Value] = true
+			seen[p.Value.Class()] = true
 		}
 	}
 	return len(seen)
@@ -103,14 +112,17 @@ func TestSeriesMatchesMerge(t *testing.T) {
 		return th
 	}
 	cases := []struct {
-		name   string
-		th     attribution.Thresholds
-		series int
+		name     string
+		th       attribution.Thresholds
+		series   int
+		equality bool
 	}{
-		{"defaults", attribution.DefaultThresholds(), 80},
-		{"window=1", custom(1), 25},
-		{"window=3", custom(3), 25},
-		{"window=7", custom(7), 25},
+		{"defaults", attribution.DefaultThresholds(), 80, false},
+		{"window=1", custom(1), 25, false},
+		{"window=3", custom(3), 25, false},
+		{"window=7", custom(7), 25, false},
+		{"equality", attribution.DefaultThresholds(), 80, true},
+		{"equality/window=3", custom(3), 40, true},
 	}
 	kinds := []attribution.Kind{attribution.Categorical, attribution.Numeric, attribution.Hash}
 	for ci, tc := range cases {
@@ -124,10 +136,10 @@ func TestSeriesMatchesMerge(t *testing.T) {
 				exact, inexact := 0, 0
 				for s := 0; s < tc.series; s++ {
 					n, dense := rng.IntN(41), false
-					if kind == attribution.Hash && s%6 == 0 {
+					if kind == attribution.Hash && s%6 == 0 && !tc.equality {
 						n, dense = 90+rng.IntN(60), true // enough distinct hashes to overflow the record
 					}
-					pts := genPoints(rng, kind, n, dense)
+					pts := genPointsOf(rng, kind, n, dense, tc.equality)
 					if checkIncremental(t, fmt.Sprintf("series %d", s), kind, pts, rng, tc.th) {
 						exact++
 					} else {
