@@ -71,8 +71,8 @@ lint:
 # Cost per observation of the incremental and full-recompute designs against
 # prior history (DynamoDB requests and units, EventBridge entries, handler
 # CPU), bootstrap size and init under the emulator. Prints the tables and
-# the targets; writes bench/results.json, bench/cost-per-observation.png and
-# bench/COST.md. A few minutes on two cores.
+# the targets; writes bench/results.json and bench/COST.md. A few minutes on
+# two cores.
 .PHONY: bench
 bench: tools
 	go run ./cmd/bench -out bench

@@ -5,7 +5,7 @@
 //	go run ./cmd/bench -out bench
 //
 // It prints the tables and the targets' status, and writes
-// <out>/results.json, <out>/cost-per-observation.png and <out>/COST.md.
+// <out>/results.json and <out>/COST.md.
 // With -from results.json it renders those again from saved figures
 // without measuring (after a change to the cost model, say).
 package main
@@ -36,7 +36,7 @@ func main() {
 
 func run() error {
 	def := bench.DefaultConfig()
-	out := flag.String("out", "bench", "directory for results.json, the chart and COST.md")
+	out := flag.String("out", "bench", "directory for results.json and COST.md")
 	histories := flag.String("histories", ints(def.Histories), "prior history lengths per series")
 	batches := flag.String("batches", ints(def.Batches), "batch sizes (session pattern)")
 	full := flag.String("full", "10000:1", "history:batch,batch;... limits on the full-recompute design's cells (other histories run every batch size)")
@@ -44,7 +44,7 @@ func run() error {
 	noFootprint := flag.Bool("no-footprint", false, "skip the builds and the emulator")
 	rie := flag.String("rie", "", "Runtime Interface Emulator (default .local/bin/aws-lambda-rie)")
 	quiet := flag.Bool("q", false, "no progress lines")
-	from := flag.String("from", "", "re-render the tables, chart and COST.md from a results.json instead of measuring")
+	from := flag.String("from", "", "re-render the tables and COST.md from a results.json instead of measuring")
 	flag.Parse()
 
 	root, err := devstack.RepoRoot()
@@ -132,7 +132,7 @@ func run() error {
 	return write(dir, *out, bench.NewReport(res, fp, time.Now().UTC().Format(time.RFC3339)), started)
 }
 
-// write prints the report and writes results.json, the chart and COST.md
+// write prints the report and writes results.json and COST.md
 // into dir (shown as out).
 func write(dir, out string, rep *bench.Report, started time.Time) error {
 	fmt.Println()
@@ -147,13 +147,10 @@ func write(dir, out string, rep *bench.Report, started time.Time) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "cost-per-observation.png"), func(f *os.File) error { return bench.WriteChart(f, rep.Rows) }); err != nil {
-		return err
-	}
 	if err := writeFile(filepath.Join(dir, "COST.md"), func(f *os.File) error { bench.WriteCostMarkdown(f, rep); return nil }); err != nil {
 		return err
 	}
-	fmt.Printf("\nwrote %s, %s and %s in %s\n", filepath.Join(out, "results.json"), filepath.Join(out, "cost-per-observation.png"),
+	fmt.Printf("\nwrote %s and %s in %s\n", filepath.Join(out, "results.json"),
 		filepath.Join(out, "COST.md"), time.Since(started).Round(time.Second))
 	return nil
 }

@@ -42,8 +42,8 @@
 // with the meter off (the meter's side reads would cost CPU), timed with
 // getrusage.
 //
-// Report, Checks, WriteChart and WriteCostMarkdown turn the figures into
-// the printed tables, the targets' status, a PNG chart and the cost model.
+// Report, Checks and WriteCostMarkdown turn the figures into the printed
+// tables, the targets' status and the cost model.
 //
 // # Emulator
 //

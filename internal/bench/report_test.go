@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"image"
 	"image/color"
-	"image/png"
 	"strings"
 	"testing"
 
@@ -153,25 +152,6 @@ func TestWriteReportShowsBothDesignsAndRatios(t *testing.T) {
 	}
 }
 
-func TestWriteChart(t *testing.T) {
-	var buf bytes.Buffer
-	if err := bench.WriteChart(&buf, sampleReport().Rows); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := img.Bounds(); b.Dx() < 800 || b.Dy() < 500 {
-		t.Fatalf("chart is %v, too small to read", b)
-	}
-	// Both designs' bars are drawn.
-	for _, want := range []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}} {
-		if count(img, want) < 500 {
-			t.Errorf("fewer than 500 pixels of %v", want)
-		}
-	}
-}
 
 func count(img image.Image, c color.RGBA) int {
 	n := 0
