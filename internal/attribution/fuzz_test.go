@@ -1,7 +1,6 @@
 package attribution_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,34 +9,35 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/conformance"
 )
 
 // fuzzSeedMessages returns some real message bodies: the first messages
-// of the first stream vectors and the bodies of the sample SQS events.
+// of a few stream vectors of each vector file and the bodies of the sample
+// SQS events.
 func fuzzSeedMessages(tb testing.TB) [][]byte {
 	tb.Helper()
-	path := filepath.Join("..", "..", "testdata", "public-stream.jsonl")
-	f, err := os.Open(path)
+	files, err := conformance.Files("-stream.jsonl")
 	if err != nil {
 		tb.Fatalf("seed messages: %v", err)
 	}
-	defer f.Close()
 	var seeds [][]byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
-	for vectors := 0; vectors < 3 && sc.Scan(); vectors++ {
-		var v struct {
-			Messages []json.RawMessage `json:"messages"`
+	for _, name := range files {
+		lines, err := conformance.Lines(name)
+		if err != nil {
+			tb.Fatalf("seed messages: %v", err)
 		}
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			tb.Fatalf("%s: %v", path, err)
+		for _, line := range lines[:min(len(lines), 3)] {
+			var v struct {
+				Messages []json.RawMessage `json:"messages"`
+			}
+			if err := json.Unmarshal(line, &v); err != nil {
+				tb.Fatalf("%s: %v", name, err)
+			}
+			for _, m := range v.Messages[:min(len(v.Messages), 8)] {
+				seeds = append(seeds, m)
+			}
 		}
-		for _, m := range v.Messages[:min(len(v.Messages), 8)] {
-			seeds = append(seeds, m)
-		}
-	}
-	if err := sc.Err(); err != nil || len(seeds) == 0 {
-		tb.Fatalf("%s: %v (%d seeds)", path, err, len(seeds))
 	}
 	events, _ := filepath.Glob(filepath.Join("..", "..", "events", "*.json"))
 	for _, name := range events {
