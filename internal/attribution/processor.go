@@ -182,6 +182,7 @@ commits:
 		}
 		err = p.Store.Commit(ctx, pl.commit)
 		var exists *ObservationExistsError
+		var gone *ObservationGoneError
 		switch {
 		case err == nil:
 			p.cache.putCommitted(pl.commit)
@@ -211,6 +212,17 @@ commits:
 				it.carried = exists.Events[max(0, len(exists.Events)-MaxCarriedEvents):]
 				p.count(MetricAmendments, 1)
 			}
+		case errors.As(err, &gone) && gone.Index < len(pl.writes):
+			// The amended observation expired or was deleted: nothing is
+			// left to amend, so this is a new observation.
+			p.cache.forget(pl.commit)
+			consistent = true
+			resolutions++
+			if resolutions > 2*len(unit)+2 {
+				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
+				break commits
+			}
+			pl.writes[gone.Index].replaces = ""
 		case errors.Is(err, ErrVersionConflict):
 			p.cache.forget(pl.commit)
 			consistent = true

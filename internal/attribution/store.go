@@ -30,8 +30,9 @@ type Store interface {
 	// consistently, in no particular order.
 	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)
 	// Commit writes all of c or nothing. It fails with an
-	// *ObservationExistsError when an observation's condition fails, and
-	// with an error wrapping ErrVersionConflict when a record's stored
+	// *ObservationExistsError when an observation's condition fails, with
+	// an *ObservationGoneError when an amendment's target is not stored,
+	// and with an error wrapping ErrVersionConflict when a record's stored
 	// version is not the one read. Records are stored with Version+1.
 	Commit(ctx context.Context, c *Commit) error
 	// Ack records that the events of a series' outbox up to position were
@@ -85,4 +86,16 @@ type ObservationExistsError struct {
 func (e *ObservationExistsError) Error() string {
 	return fmt.Sprintf("observation %d of the commit: stored observation %s of %s differs from the expected one",
 		e.Index, e.Existing.EvidenceRef, e.Existing.Primitive)
+}
+
+// ObservationGoneError reports that the observation at Index of a commit
+// amends a stored observation that is no longer stored (expired by its TTL,
+// or deleted). Nothing is left to amend: the amendment is a new observation.
+type ObservationGoneError struct {
+	Index       int
+	EvidenceRef string
+}
+
+func (e *ObservationGoneError) Error() string {
+	return fmt.Sprintf("observation %d of the commit: amended observation %s is no longer stored", e.Index, e.EvidenceRef)
 }

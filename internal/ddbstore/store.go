@@ -102,7 +102,7 @@ func (s *Store) Identity(ctx context.Context, attacker, proposed string) (string
 		Item: map[string]types.AttributeValue{
 			attrAttacker:  str(attacker),
 			attrIdentity:  str(proposed),
-			attrCreatedAt: num(float64(s.Now().Unix())),
+			attrCreatedAt: integer(s.Now().Unix()),
 		},
 		ConditionExpression:                 aws.String("attribute_not_exists(#a)"),
 		ExpressionAttributeNames:            map[string]string{"#a": attrAttacker},
@@ -157,8 +157,12 @@ func (s *Store) LoadSeries(ctx context.Context, identity string, primitives []st
 			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
 		}
 		rec.Key = attribution.SeriesKey{IdentityUUID: identity, Primitive: prim}
-		rec.Version = intAttr(item, attrVersion)
-		rec.Published = intAttr(item, attrPublished)
+		if rec.Version, err = intAttr(item, attrVersion); err != nil {
+			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		}
+		if rec.Published, err = intAttr(item, attrPublished); err != nil {
+			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		}
 		out[prim] = rec
 	}
 	return out, nil
@@ -245,7 +249,9 @@ func (s *Store) LoadIdentity(ctx context.Context, identity string, consistent bo
 		return nil, fmt.Errorf("identity record %s: %w", identity, err)
 	}
 	rec.IdentityUUID = identity
-	rec.Version = intAttr(out.Item, attrVersion)
+	if rec.Version, err = intAttr(out.Item, attrVersion); err != nil {
+		return nil, fmt.Errorf("identity record %s: %w", identity, err)
+	}
 	return rec, nil
 }
 
@@ -318,12 +324,12 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 			continue
 		case code == "ConditionalCheckFailed" && i < len(c.Observations):
 			existing, err := s.existingObservation(ctx, i, c.Observations[i], reason.Item)
+			if errors.Is(err, errNotStored) {
+				// An amendment's target expired or was deleted.
+				return &attribution.ObservationGoneError{Index: i, EvidenceRef: c.Observations[i].Observation.EvidenceRef}
+			}
 			if err != nil {
 				return err
-			}
-			if existing == nil {
-				// An amendment's target vanished (expired): retry as new.
-				return fmt.Errorf("observation %s: %w", c.Observations[i].Observation.EvidenceRef, attribution.ErrVersionConflict)
 			}
 			return existing
 		case code == "ConditionalCheckFailed" || code == "TransactionConflict":
@@ -338,9 +344,13 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 	return fmt.Errorf("commit %d items: %w", c.Items(), err)
 }
 
+// errNotStored is existingObservation's answer when no observation is
+// stored under the failed put's key.
+var errNotStored = errors.New("observation not stored")
+
 // existingObservation is the stored observation the failed put at index ran
 // into, with its events: from the cancellation reason when DynamoDB
-// returned it, else read.
+// returned it, else read; errNotStored when there is none.
 func (s *Store) existingObservation(ctx context.Context, index int, w attribution.ObservationWrite, item map[string]types.AttributeValue) (*attribution.ObservationExistsError, error) {
 	if len(item) == 0 {
 		out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
@@ -351,8 +361,8 @@ func (s *Store) existingObservation(ctx context.Context, index int, w attributio
 		if err != nil {
 			return nil, fmt.Errorf("read stored observation %s: %w", w.Observation.EvidenceRef, err)
 		}
-		if out.Item == nil {
-			return nil, nil
+		if len(out.Item) == 0 {
+			return nil, errNotStored
 		}
 		item = out.Item
 	}
@@ -385,7 +395,7 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 		item[attrEvents] = &types.AttributeValueMemberB{Value: blob}
 	}
 	if s.ObservationTTL > 0 {
-		item[attrExpiresAt] = num(float64(s.Now().Add(s.ObservationTTL).Unix()))
+		item[attrExpiresAt] = integer(s.Now().Add(s.ObservationTTL).Unix())
 	}
 	put := &types.Put{
 		TableName:                           &s.Tables.Observations,
@@ -417,7 +427,7 @@ func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, ve
 		ExpressionAttributeNames: map[string]string{"#rec": attrRecord, "#v": attrVersion},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":rec":  &types.AttributeValueMemberB{Value: blob},
-			":next": num(float64(version + 1)),
+			":next": integer(version + 1),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureNone,
 	}
@@ -425,7 +435,7 @@ func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, ve
 		u.ConditionExpression = aws.String("attribute_not_exists(#v)")
 	} else {
 		u.ConditionExpression = aws.String("#v = :read")
-		u.ExpressionAttributeValues[":read"] = num(float64(version))
+		u.ExpressionAttributeValues[":read"] = integer(version)
 	}
 	return u, nil
 }
@@ -439,7 +449,7 @@ func (s *Store) Ack(ctx context.Context, key attribution.SeriesKey, position int
 		ConditionExpression:      aws.String("attribute_exists(#v) AND (attribute_not_exists(#pub) OR #pub < :p)"),
 		ExpressionAttributeNames: map[string]string{"#pub": attrPublished, "#v": attrVersion},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": num(float64(position)),
+			":p": integer(position),
 		},
 	})
 	var ccf *types.ConditionalCheckFailedException
@@ -518,8 +528,10 @@ func inflateJSON(blob []byte, v any) error {
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
-func num(f float64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatFloat(f, 'f', -1, 64)}
+// integer writes n exactly: through float64, integers above 2^53 would
+// lose digits.
+func integer(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
 
 func stringAttr(item map[string]types.AttributeValue, name string) string {
@@ -529,13 +541,22 @@ func stringAttr(item map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-func intAttr(item map[string]types.AttributeValue, name string) int64 {
-	v, ok := item[name].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0
+// intAttr reads an integer attribute; an absent one is 0. Anything else
+// there is an error: a version read as 0 would overwrite the record.
+func intAttr(item map[string]types.AttributeValue, name string) (int64, error) {
+	raw, present := item[name]
+	if !present {
+		return 0, nil
 	}
-	n, _ := strconv.ParseInt(v.Value, 10, 64)
-	return n
+	v, ok := raw.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("attribute %s: want a number, got %T", name, raw)
+	}
+	n, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("attribute %s: want an integer, got %q", name, v.Value)
+	}
+	return n, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
