@@ -188,6 +188,7 @@ commits:
 			p.cache.putCommitted(pl.commit)
 			for i, w := range pl.commit.Observations {
 				pl.writes[i].events = w.Events
+				p.countCaused(w.Events[len(pl.writes[i].carried):])
 			}
 			p.count(MetricObservations, len(pl.commit.Observations))
 			pending = pending[pl.consumed:]
@@ -353,7 +354,6 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 				return nil, err
 			}
 			events = append(events, e)
-			p.count(MetricTransitions, 1)
 		}
 		if Touches(change) {
 			if ident == nil {
@@ -367,7 +367,6 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 					return nil, err
 				}
 				events = append(events, e)
-				p.count(MetricSuspicions, 1)
 			}
 			pl.commit.Identity = ident
 		}
@@ -580,6 +579,19 @@ func (p *Processor) failKeys(unit []*item, errs []error, keys map[SeriesKey]bool
 	for _, it := range unit {
 		if errs[it.index] == nil && (keys == nil || keys[it.key]) {
 			errs[it.index] = err
+		}
+	}
+}
+
+// countCaused counts the events a committed observation caused; counted
+// at planning, a plan retried after a conflict would count them again.
+func (p *Processor) countCaused(events []Event) {
+	for _, e := range events {
+		switch e.DetailType {
+		case EventStateChanged:
+			p.count(MetricTransitions, 1)
+		case EventMultiActorSuspected:
+			p.count(MetricSuspicions, 1)
 		}
 	}
 }
