@@ -58,6 +58,9 @@ type Processor struct {
 	Concurrency int
 	// Sleep waits between conflict retries (injectable for tests).
 	Sleep func(context.Context, time.Duration)
+	// CacheBytes bounds the warm cache by the encoded size of what it
+	// holds (0: DefaultCacheBytes); size it against the function's memory.
+	CacheBytes int64
 
 	cache cache
 }
@@ -87,6 +90,7 @@ const MaxCarriedEvents = 8
 // message that is done. A message whose error has code EINVALID will never
 // succeed; any other error is worth retrying.
 func (p *Processor) Process(ctx context.Context, msgs []Message) []error {
+	p.cache.bound(p.CacheBytes)
 	errs := make([]error, len(msgs))
 	var items []*item
 	for i, m := range msgs {

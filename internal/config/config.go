@@ -27,7 +27,15 @@ type Config struct {
 	Concurrency        int
 	Registry           attribution.Registry
 	Thresholds         attribution.Thresholds
+	// CacheBytes bounds the warm cache: an eighth of the function's memory
+	// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), since a cached record takes a few
+	// times its encoded size in memory and the garbage collector needs room.
+	CacheBytes int64
 }
+
+// CacheShareOfMemory is the share of the function's memory the warm cache
+// may count (as encoded bytes).
+const CacheShareOfMemory = 8
 
 // FromEnv reads the configuration; every problem is reported, by name.
 func FromEnv(lookup func(string) (string, bool)) (Config, error) {
@@ -68,6 +76,14 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 			errs = append(errs, fmt.Errorf("ATTRIBUTION_CONCURRENCY: want 1 to 64, got %q", raw))
 		} else {
 			c.Concurrency = n
+		}
+	}
+	if raw := get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); raw != "" {
+		mb, err := strconv.Atoi(raw)
+		if err != nil || mb < 1 {
+			errs = append(errs, fmt.Errorf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE: want megabytes, got %q", raw))
+		} else {
+			c.CacheBytes = int64(mb) << 20 / CacheShareOfMemory
 		}
 	}
 	c.Registry = attribution.BuiltinRegistry()

@@ -99,6 +99,7 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 			Metrics:       metrics,
 			FullRecompute: opts.FullRecompute,
 			Concurrency:   cfg.Concurrency,
+			CacheBytes:    cfg.CacheBytes,
 		},
 		Logger:  logger,
 		Metrics: metrics,
