@@ -31,6 +31,9 @@ type Config struct {
 	// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), since a cached record takes a few
 	// times its encoded size in memory and the garbage collector needs room.
 	CacheBytes int64
+	// LogLevel is the function's application log level, as Lambda sets it
+	// (AWS_LAMBDA_LOG_LEVEL); metric lines carry it to pass the filter.
+	LogLevel string
 }
 
 // CacheShareOfMemory is the share of the function's memory the warm cache
@@ -57,6 +60,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		StatesTable:        required("STATES_TABLE"),
 		EventBusName:       required("EVENT_BUS_NAME"),
 		DeadLetterQueueURL: get("DEAD_LETTER_QUEUE_URL"),
+		LogLevel:           get("AWS_LAMBDA_LOG_LEVEL"),
 		Concurrency:        4,
 	}
 	if raw := get("OBSERVATION_TTL_DAYS"); raw != "" {

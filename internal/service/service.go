@@ -58,10 +58,11 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 		Dimensions: map[string]string{"FunctionName": opts.FunctionName},
 		Names: []string{
 			attribution.MetricObservations, attribution.MetricDuplicates, attribution.MetricAmendments,
-			attribution.MetricTransitions, attribution.MetricVersionConflicts, attribution.MetricRejected,
-			MetricPublishRetries, MetricPublishPermanents,
+			attribution.MetricTransitions, attribution.MetricSuspicions, attribution.MetricVersionConflicts,
+			attribution.MetricRejected, attribution.MetricPublishFailures, MetricPublishRetries, MetricPublishPermanents,
 		},
-		Out: opts.MetricsOut,
+		Level: cfg.LogLevel,
+		Out:   opts.MetricsOut,
 	}
 	if metrics.Out == nil {
 		metrics.Out = io.Discard
