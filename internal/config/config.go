@@ -11,10 +11,11 @@ import (
 	"decnet-attribution/internal/attribution"
 )
 
-// MinObservationTTLDays keeps observations longer than SQS can hold a
-// message (14 days), so no redelivery can outlive its observation and be
-// counted twice.
-const MinObservationTTLDays = 15
+// MinObservationTTLDays keeps observations longer than a message can live
+// in the template's queues: 4 days in the observation queue plus 14 in its
+// dead-letter queue, so a message redriven once from the dead-letter queue
+// still finds its observation and is not counted twice.
+const MinObservationTTLDays = 18
 
 // Config is the service's configuration.
 type Config struct {
@@ -69,7 +70,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: want a whole number of days, got %q", raw))
 		case days != 0 && days < MinObservationTTLDays:
-			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: must be 0 (keep forever) or at least %d, longer than SQS keeps a message, got %d", MinObservationTTLDays, days))
+			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: must be 0 (keep forever) or at least %d, longer than a message can live in the queue and its dead-letter queue, got %d", MinObservationTTLDays, days))
 		default:
 			c.ObservationTTL = time.Duration(days) * 24 * time.Hour
 		}
