@@ -300,6 +300,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 	written := make(map[SeriesKey]map[string]bool)
 	full := make(map[SeriesKey]map[string]Point) // whole series, once read
 	planned := make(map[SeriesKey][]Point)       // points written by this commit
+	var budget commitBudget
 	for i, it := range pending {
 		if it.duplicate {
 			pl.consumed = i + 1
@@ -313,10 +314,10 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 		if !inCommit[key] {
 			grow++
 		}
-		if pl.commit.Items()+grow+1 > MaxCommitItems { // +1: room for the identity
+		rec := records[key.Primitive]
+		if pl.commit.Items()+grow+1 > MaxCommitItems || !budget.fits(it.obs, it.carried, rec) { // +1: room for the identity
 			break
 		}
-		rec := records[key.Primitive]
 		if len(rec.Pending()) >= MaxPendingEvents {
 			// The bus has not taken this series' events for a while: hold
 			// new observations back (the queue delivers them again) rather
@@ -380,6 +381,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			inCommit[key] = true
 			pl.commit.Series = append(pl.commit.Series, rec)
 		}
+		budget.add(pl.commit.Observations[len(pl.commit.Observations)-1], rec, pl.commit.Identity)
 		if written[key] == nil {
 			written[key] = make(map[string]bool)
 		}

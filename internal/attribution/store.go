@@ -9,6 +9,14 @@ import (
 // on the actions of one transaction.
 const MaxCommitItems = 100
 
+// MaxCommitBytes is how large the items of one Commit may be together, as
+// Commit.Bytes counts them: DynamoDB's 4 MB limit on one transaction.
+const MaxCommitBytes = 4 << 20
+
+// commitItemOverhead bounds what a store adds to an item's JSON: keys,
+// attribute names, version and TTL numbers, compression framing.
+const commitItemOverhead = 1024
+
 // Identities resolves attackers to identities.
 type Identities interface {
 	// Identity returns the identity of attacker. On first sight it stores
@@ -56,6 +64,23 @@ func (c *Commit) Items() int {
 	n := len(c.Observations) + len(c.Series)
 	if c.Identity != nil {
 		n++
+	}
+	return n
+}
+
+// Bytes is an upper bound of the size of the items the commit writes: each
+// observation with its events and each record as JSON (a store writes
+// them as JSON or deflated JSON), plus commitItemOverhead per item.
+func (c *Commit) Bytes() int {
+	n := 0
+	for _, w := range c.Observations {
+		n += jsonBytes(w.Observation) + jsonBytes(w.Events) + commitItemOverhead
+	}
+	for _, r := range c.Series {
+		n += jsonBytes(r) + commitItemOverhead
+	}
+	if c.Identity != nil {
+		n += jsonBytes(c.Identity) + commitItemOverhead
 	}
 	return n
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/capacity"
 )
 
 // Attribute names.
@@ -302,11 +303,42 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 		}
 		actions = append(actions, types.TransactWriteItem{Update: u})
 	}
+	// DynamoDB refuses a transaction over 4 MB (moto does not); the
+	// processor plans commits within attribution.MaxCommitBytes, above it.
+	if n := transactionBytes(actions); n > maxTransactionBytes {
+		return fmt.Errorf("commit %d items: %d bytes, over DynamoDB's %d-byte transaction limit", c.Items(), n, maxTransactionBytes)
+	}
 	_, err := s.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
 	if err == nil {
 		return nil
 	}
 	return s.commitError(ctx, c, err)
+}
+
+// maxTransactionBytes is DynamoDB's limit on the aggregate size of the
+// items of one TransactWriteItems.
+const maxTransactionBytes = 4 << 20
+
+// transactionBytes is the aggregate size of the items the actions write,
+// by DynamoDB's item size rules: a put's item; for an update, the key and
+// every value it sets, under their attribute names.
+func transactionBytes(actions []types.TransactWriteItem) int {
+	n := 0
+	for _, a := range actions {
+		switch {
+		case a.Put != nil:
+			n += capacity.ItemSize(a.Put.Item)
+		case a.Update != nil:
+			n += capacity.ItemSize(a.Update.Key)
+			for _, name := range a.Update.ExpressionAttributeNames {
+				n += len(name)
+			}
+			for _, v := range a.Update.ExpressionAttributeValues {
+				n += capacity.ValueSize(v)
+			}
+		}
+	}
+	return n
 }
 
 // commitError translates a cancelled transaction into the store's error
