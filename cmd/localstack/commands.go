@@ -20,6 +20,7 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 	port := fs.Int("port", 0, "moto port (default: a free port)")
 	stackName := fs.String("stack", "decnet-local", "stack name (prefix of the resource names)")
 	bootstrap := fs.String("bootstrap", "", "run this prebuilt bootstrap instead of building ./functions/attribution")
+	samHost := fs.String("sam-host", "", "host of the endpoint written to .local/sam-env.json (e.g. host.docker.internal); default: the stack's own")
 	params := paramFlag{}
 	fs.Var(params, "param", "template parameter override KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
@@ -55,7 +56,7 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		if err := writePID(ws.local("rie.pid"), l.emulator.Process.PID()); err != nil {
 			return err
 		}
-		sam, err := l.samEnv()
+		sam, err := l.samEnv(*samHost)
 		if err != nil {
 			return err
 		}

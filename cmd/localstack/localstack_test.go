@@ -119,8 +119,24 @@ func TestUpInvokeDown(t *testing.T) {
 	if err := json.Unmarshal(b, &samEnv); err != nil {
 		t.Fatalf("sam-env.json: %v", err)
 	}
-	if fn := samEnv["AttributionFunction"]; fn["STATES_TABLE"] != "lsup-StatesTable" || fn["AWS_ENDPOINT_URL"] != env["AWS_ENDPOINT_URL"] || fn["ATTRIBUTION_WINDOW"] != "9" {
+	fn := samEnv["AttributionFunction"]
+	if fn["STATES_TABLE"] != "lsup-StatesTable" || fn["AWS_ENDPOINT_URL"] != env["AWS_ENDPOINT_URL"] || fn["ATTRIBUTION_WINDOW"] != "9" {
 		t.Errorf("sam-env.json = %v", samEnv)
+	}
+	// SAM drops variables the template does not declare, and the file must
+	// never hold credentials.
+	tmpl, err := devstack.LoadTemplate(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := tmpl.Resources[devstack.AttributionFunctionID].Properties["Environment"].(map[string]any)["Variables"].(map[string]any)
+	for k := range fn {
+		if _, ok := declared[k]; !ok {
+			t.Errorf("sam-env.json sets %s, which the template does not declare: sam local invoke would drop it", k)
+		}
+		if strings.Contains(k, "SECRET") || strings.Contains(k, "ACCESS_KEY") || strings.Contains(k, "TOKEN") {
+			t.Errorf("sam-env.json holds credentials (%s)", k)
+		}
 	}
 
 	var pids []int

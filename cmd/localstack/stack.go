@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,18 +181,27 @@ func (l *localStack) envLines() []string {
 	return lines
 }
 
-// samEnv is the --env-vars file of `sam local invoke`: the function's
-// template environment plus the local endpoint and credentials. (sam local
-// runs the function in a container: on Linux pass --docker-network host so
-// 127.0.0.1 reaches this stack.)
-func (l *localStack) samEnv() ([]byte, error) {
-	vars := map[string]string{}
-	for k, v := range l.stack.Function.Environment {
-		vars[k] = v
-	}
+// samEnv is the --env-vars file of `sam local invoke`. SAM overrides only
+// the variables the template declares and drops the rest, so it holds
+// exactly those, pointed at this stack (AWS_ENDPOINT_URL included, which
+// the template declares empty for this). Region and credentials are not
+// variables the template can declare (Lambda reserves them): sam local
+// takes them from its own flags and profile, and moto accepts any. host
+// replaces the endpoint's host: a container reaches the stack at
+// host.docker.internal, or at 127.0.0.1 with --docker-network host.
+func (l *localStack) samEnv(host string) ([]byte, error) {
 	all := l.stack.EnvMap()
-	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+	vars := map[string]string{}
+	for k := range l.stack.Function.Environment {
 		vars[k] = all[k]
+	}
+	if host != "" {
+		u, err := url.Parse(vars["AWS_ENDPOINT_URL"])
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", vars["AWS_ENDPOINT_URL"], err)
+		}
+		u.Host = net.JoinHostPort(host, u.Port())
+		vars["AWS_ENDPOINT_URL"] = u.String()
 	}
 	return json.MarshalIndent(map[string]map[string]string{devstack.AttributionFunctionID: vars}, "", "  ")
 }

@@ -1,20 +1,79 @@
 package attribution
 
-import "sync"
+import (
+	"encoding/json"
+	"sync"
+)
 
-// cacheLimit bounds each map of the cache; past it the map starts over.
-const cacheLimit = 50_000
+// DefaultCacheBytes bounds the warm cache when Processor.CacheBytes is 0.
+const DefaultCacheBytes = 32 << 20
+
+// entryOverhead is what an entry costs beyond its encoded size: map slot,
+// key strings, pointers.
+const entryOverhead = 128
 
 // cache keeps what a warm processor has read or written. Records are only
 // hints: every write is conditioned on the version, so a stale record costs
 // a conflict and a re-read, never a lost update. The attacker → identity
 // mapping never changes once stored.
+//
+// It is bounded by the bytes its entries encode to (a record's JSON), not
+// by their number: one record can be ~100 KB, another 300 bytes. Past the
+// bound it starts over.
 type cache struct {
 	mu         sync.Mutex
+	limit      int64 // 0: DefaultCacheBytes
+	bytes      int64
 	attackers  map[string]string
 	records    map[SeriesKey]*SeriesRecord
 	identities map[string]*IdentityRecord
+	sizes      map[any]int64 // bytes counted per entry, by key
 }
+
+// bound sets the byte budget (0: DefaultCacheBytes).
+func (c *cache) bound(limit int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit = limit
+}
+
+// account replaces the bytes counted for key by size, starting over first
+// when the budget would be exceeded. Call with c.mu held.
+func (c *cache) account(key any, size int64) {
+	limit := c.limit
+	if limit <= 0 {
+		limit = DefaultCacheBytes
+	}
+	old := c.sizes[key]
+	if c.sizes == nil || c.bytes-old+size > limit {
+		c.attackers = make(map[string]string)
+		c.records = make(map[SeriesKey]*SeriesRecord)
+		c.identities = make(map[string]*IdentityRecord)
+		c.sizes = make(map[any]int64)
+		c.bytes, old = 0, 0
+	}
+	c.sizes[key] = size
+	c.bytes += size - old
+}
+
+// drop removes key's bytes. Call with c.mu held.
+func (c *cache) drop(key any) {
+	c.bytes -= c.sizes[key]
+	delete(c.sizes, key)
+}
+
+// encodedSize is v's JSON size plus entryOverhead.
+func encodedSize(v any) int64 {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 64 << 10 // cannot happen for records; count it as large
+	}
+	return int64(len(b)) + entryOverhead
+}
+
+type attackerKey string
+
+type identityKey string
 
 func (c *cache) attacker(a string) (string, bool) {
 	c.mu.Lock()
@@ -26,9 +85,7 @@ func (c *cache) attacker(a string) (string, bool) {
 func (c *cache) putAttacker(a, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.attackers == nil || len(c.attackers) >= cacheLimit {
-		c.attackers = make(map[string]string)
-	}
+	c.account(attackerKey(a), int64(len(a)+len(id))+entryOverhead)
 	c.attackers[a] = id
 }
 
@@ -44,15 +101,15 @@ func (c *cache) series(k SeriesKey) (*SeriesRecord, bool) {
 }
 
 func (c *cache) putSeries(r *SeriesRecord) {
+	stored := r.Clone()
+	size := encodedSize(stored)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putSeriesLocked(r.Clone())
+	c.putSeriesLocked(stored, size)
 }
 
-func (c *cache) putSeriesLocked(r *SeriesRecord) {
-	if c.records == nil || len(c.records) >= cacheLimit {
-		c.records = make(map[SeriesKey]*SeriesRecord)
-	}
+func (c *cache) putSeriesLocked(r *SeriesRecord, size int64) {
+	c.account(r.Key, size)
 	c.records[r.Key] = r
 }
 
@@ -67,31 +124,43 @@ func (c *cache) identity(id string) (*IdentityRecord, bool) {
 }
 
 func (c *cache) putIdentity(r *IdentityRecord) {
+	stored := r.Clone()
+	size := encodedSize(stored)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putIdentityLocked(r.Clone())
+	c.putIdentityLocked(stored, size)
 }
 
-func (c *cache) putIdentityLocked(r *IdentityRecord) {
-	if c.identities == nil || len(c.identities) >= cacheLimit {
-		c.identities = make(map[string]*IdentityRecord)
-	}
+func (c *cache) putIdentityLocked(r *IdentityRecord, size int64) {
+	c.account(identityKey(r.IdentityUUID), size)
 	c.identities[r.IdentityUUID] = r
 }
 
 // putCommitted caches what a successful commit stored.
 func (c *cache) putCommitted(cm *Commit) {
+	// Copies and sizes are made outside the lock: encoding a large record
+	// takes a while, and other identities' units wait on the lock.
+	records := make([]*SeriesRecord, len(cm.Series))
+	sizes := make([]int64, len(cm.Series))
+	for i, r := range cm.Series {
+		records[i] = r.Clone()
+		records[i].Version++
+		sizes[i] = encodedSize(records[i])
+	}
+	var ident *IdentityRecord
+	var identSize int64
+	if cm.Identity != nil {
+		ident = cm.Identity.Clone()
+		ident.Version++
+		identSize = encodedSize(ident)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, r := range cm.Series {
-		stored := r.Clone()
-		stored.Version++
-		c.putSeriesLocked(stored)
+	for i, r := range records {
+		c.putSeriesLocked(r, sizes[i])
 	}
-	if cm.Identity != nil {
-		stored := cm.Identity.Clone()
-		stored.Version++
-		c.putIdentityLocked(stored)
+	if ident != nil {
+		c.putIdentityLocked(ident, identSize)
 	}
 }
 
@@ -101,9 +170,11 @@ func (c *cache) forget(cm *Commit) {
 	defer c.mu.Unlock()
 	for _, r := range cm.Series {
 		delete(c.records, r.Key)
+		c.drop(r.Key)
 	}
 	if cm.Identity != nil {
 		delete(c.identities, cm.Identity.IdentityUUID)
+		c.drop(identityKey(cm.Identity.IdentityUUID))
 	}
 }
 

@@ -58,6 +58,9 @@ type Processor struct {
 	Concurrency int
 	// Sleep waits between conflict retries (injectable for tests).
 	Sleep func(context.Context, time.Duration)
+	// CacheBytes bounds the warm cache by the encoded size of what it
+	// holds (0: DefaultCacheBytes); size it against the function's memory.
+	CacheBytes int64
 
 	cache cache
 }
@@ -87,6 +90,7 @@ const MaxCarriedEvents = 8
 // message that is done. A message whose error has code EINVALID will never
 // succeed; any other error is worth retrying.
 func (p *Processor) Process(ctx context.Context, msgs []Message) []error {
+	p.cache.bound(p.CacheBytes)
 	errs := make([]error, len(msgs))
 	var items []*item
 	for i, m := range msgs {
@@ -182,11 +186,13 @@ commits:
 		}
 		err = p.Store.Commit(ctx, pl.commit)
 		var exists *ObservationExistsError
+		var gone *ObservationGoneError
 		switch {
 		case err == nil:
 			p.cache.putCommitted(pl.commit)
 			for i, w := range pl.commit.Observations {
 				pl.writes[i].events = w.Events
+				p.countCaused(w.Events[len(pl.writes[i].carried):])
 			}
 			p.count(MetricObservations, len(pl.commit.Observations))
 			pending = pending[pl.consumed:]
@@ -211,6 +217,17 @@ commits:
 				it.carried = exists.Events[max(0, len(exists.Events)-MaxCarriedEvents):]
 				p.count(MetricAmendments, 1)
 			}
+		case errors.As(err, &gone) && gone.Index < len(pl.writes):
+			// The amended observation expired or was deleted: nothing is
+			// left to amend, so this is a new observation.
+			p.cache.forget(pl.commit)
+			consistent = true
+			resolutions++
+			if resolutions > 2*len(unit)+2 {
+				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
+				break commits
+			}
+			pl.writes[gone.Index].replaces = ""
 		case errors.Is(err, ErrVersionConflict):
 			p.cache.forget(pl.commit)
 			consistent = true
@@ -283,6 +300,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 	written := make(map[SeriesKey]map[string]bool)
 	full := make(map[SeriesKey]map[string]Point) // whole series, once read
 	planned := make(map[SeriesKey][]Point)       // points written by this commit
+	var budget commitBudget
 	for i, it := range pending {
 		if it.duplicate {
 			pl.consumed = i + 1
@@ -296,10 +314,10 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 		if !inCommit[key] {
 			grow++
 		}
-		if pl.commit.Items()+grow+1 > MaxCommitItems { // +1: room for the identity
+		rec := records[key.Primitive]
+		if pl.commit.Items()+grow+1 > MaxCommitItems || !budget.fits(it.obs, it.carried, rec) { // +1: room for the identity
 			break
 		}
-		rec := records[key.Primitive]
 		if len(rec.Pending()) >= MaxPendingEvents {
 			// The bus has not taken this series' events for a while: hold
 			// new observations back (the queue delivers them again) rather
@@ -341,7 +359,6 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 				return nil, err
 			}
 			events = append(events, e)
-			p.count(MetricTransitions, 1)
 		}
 		if Touches(change) {
 			if ident == nil {
@@ -355,7 +372,6 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 					return nil, err
 				}
 				events = append(events, e)
-				p.count(MetricSuspicions, 1)
 			}
 			pl.commit.Identity = ident
 		}
@@ -365,6 +381,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			inCommit[key] = true
 			pl.commit.Series = append(pl.commit.Series, rec)
 		}
+		budget.add(pl.commit.Observations[len(pl.commit.Observations)-1], rec, pl.commit.Identity)
 		if written[key] == nil {
 			written[key] = make(map[string]bool)
 		}
@@ -568,6 +585,19 @@ func (p *Processor) failKeys(unit []*item, errs []error, keys map[SeriesKey]bool
 	for _, it := range unit {
 		if errs[it.index] == nil && (keys == nil || keys[it.key]) {
 			errs[it.index] = err
+		}
+	}
+}
+
+// countCaused counts the events a committed observation caused; counted
+// at planning, a plan retried after a conflict would count them again.
+func (p *Processor) countCaused(events []Event) {
+	for _, e := range events {
+		switch e.DetailType {
+		case EventStateChanged:
+			p.count(MetricTransitions, 1)
+		case EventMultiActorSuspected:
+			p.count(MetricSuspicions, 1)
 		}
 	}
 }

@@ -110,6 +110,24 @@ func TestProcessorVersionConflicts(t *testing.T) {
 				}
 				diffEvents(t, mode.name, bySeries(t, pub.events()), want.events)
 				checkRecords(t, mode.name, store.Store, want)
+				// Retried plans must not count their events again.
+				transitions, suspicions := 0, 0
+				for _, evs := range want.events {
+					for _, e := range evs {
+						switch e.DetailType {
+						case attribution.EventStateChanged:
+							transitions++
+						case attribution.EventMultiActorSuspected:
+							suspicions++
+						}
+					}
+				}
+				if got := metrics.get(attribution.MetricTransitions); got != transitions {
+					t.Errorf("Transitions metric %d, want the %d stored", got, transitions)
+				}
+				if got := metrics.get(attribution.MetricSuspicions); got != suspicions {
+					t.Errorf("MultiActorSuspected metric %d, want the %d stored", got, suspicions)
+				}
 			})
 		}
 	}

@@ -9,6 +9,14 @@ import (
 // on the actions of one transaction.
 const MaxCommitItems = 100
 
+// MaxCommitBytes is how large the items of one Commit may be together, as
+// Commit.Bytes counts them: DynamoDB's 4 MB limit on one transaction.
+const MaxCommitBytes = 4 << 20
+
+// commitItemOverhead bounds what a store adds to an item's JSON: keys,
+// attribute names, version and TTL numbers, compression framing.
+const commitItemOverhead = 1024
+
 // Identities resolves attackers to identities.
 type Identities interface {
 	// Identity returns the identity of attacker. On first sight it stores
@@ -30,8 +38,9 @@ type Store interface {
 	// consistently, in no particular order.
 	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)
 	// Commit writes all of c or nothing. It fails with an
-	// *ObservationExistsError when an observation's condition fails, and
-	// with an error wrapping ErrVersionConflict when a record's stored
+	// *ObservationExistsError when an observation's condition fails, with
+	// an *ObservationGoneError when an amendment's target is not stored,
+	// and with an error wrapping ErrVersionConflict when a record's stored
 	// version is not the one read. Records are stored with Version+1.
 	Commit(ctx context.Context, c *Commit) error
 	// Ack records that the events of a series' outbox up to position were
@@ -55,6 +64,23 @@ func (c *Commit) Items() int {
 	n := len(c.Observations) + len(c.Series)
 	if c.Identity != nil {
 		n++
+	}
+	return n
+}
+
+// Bytes is an upper bound of the size of the items the commit writes: each
+// observation with its events and each record as JSON (a store writes
+// them as JSON or deflated JSON), plus commitItemOverhead per item.
+func (c *Commit) Bytes() int {
+	n := 0
+	for _, w := range c.Observations {
+		n += jsonBytes(w.Observation) + jsonBytes(w.Events) + commitItemOverhead
+	}
+	for _, r := range c.Series {
+		n += jsonBytes(r) + commitItemOverhead
+	}
+	if c.Identity != nil {
+		n += jsonBytes(c.Identity) + commitItemOverhead
 	}
 	return n
 }
@@ -85,4 +111,16 @@ type ObservationExistsError struct {
 func (e *ObservationExistsError) Error() string {
 	return fmt.Sprintf("observation %d of the commit: stored observation %s of %s differs from the expected one",
 		e.Index, e.Existing.EvidenceRef, e.Existing.Primitive)
+}
+
+// ObservationGoneError reports that the observation at Index of a commit
+// amends a stored observation that is no longer stored (expired by its TTL,
+// or deleted). Nothing is left to amend: the amendment is a new observation.
+type ObservationGoneError struct {
+	Index       int
+	EvidenceRef string
+}
+
+func (e *ObservationGoneError) Error() string {
+	return fmt.Sprintf("observation %d of the commit: amended observation %s is no longer stored", e.Index, e.EvidenceRef)
 }

@@ -11,10 +11,11 @@ import (
 	"decnet-attribution/internal/attribution"
 )
 
-// MinObservationTTLDays keeps observations longer than SQS can hold a
-// message (14 days), so no redelivery can outlive its observation and be
-// counted twice.
-const MinObservationTTLDays = 15
+// MinObservationTTLDays keeps observations longer than a message can live
+// in the template's queues: 4 days in the observation queue plus 14 in its
+// dead-letter queue, so a message redriven once from the dead-letter queue
+// still finds its observation and is not counted twice.
+const MinObservationTTLDays = 18
 
 // Config is the service's configuration.
 type Config struct {
@@ -27,7 +28,18 @@ type Config struct {
 	Concurrency        int
 	Registry           attribution.Registry
 	Thresholds         attribution.Thresholds
+	// CacheBytes bounds the warm cache: an eighth of the function's memory
+	// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), since a cached record takes a few
+	// times its encoded size in memory and the garbage collector needs room.
+	CacheBytes int64
+	// LogLevel is the function's application log level, as Lambda sets it
+	// (AWS_LAMBDA_LOG_LEVEL); metric lines carry it to pass the filter.
+	LogLevel string
 }
+
+// CacheShareOfMemory is the share of the function's memory the warm cache
+// may count (as encoded bytes).
+const CacheShareOfMemory = 8
 
 // FromEnv reads the configuration; every problem is reported, by name.
 func FromEnv(lookup func(string) (string, bool)) (Config, error) {
@@ -49,6 +61,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		StatesTable:        required("STATES_TABLE"),
 		EventBusName:       required("EVENT_BUS_NAME"),
 		DeadLetterQueueURL: get("DEAD_LETTER_QUEUE_URL"),
+		LogLevel:           get("AWS_LAMBDA_LOG_LEVEL"),
 		Concurrency:        4,
 	}
 	if raw := get("OBSERVATION_TTL_DAYS"); raw != "" {
@@ -57,7 +70,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: want a whole number of days, got %q", raw))
 		case days != 0 && days < MinObservationTTLDays:
-			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: must be 0 (keep forever) or at least %d, longer than SQS keeps a message, got %d", MinObservationTTLDays, days))
+			errs = append(errs, fmt.Errorf("OBSERVATION_TTL_DAYS: must be 0 (keep forever) or at least %d, longer than a message can live in the queue and its dead-letter queue, got %d", MinObservationTTLDays, days))
 		default:
 			c.ObservationTTL = time.Duration(days) * 24 * time.Hour
 		}
@@ -68,6 +81,14 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 			errs = append(errs, fmt.Errorf("ATTRIBUTION_CONCURRENCY: want 1 to 64, got %q", raw))
 		} else {
 			c.Concurrency = n
+		}
+	}
+	if raw := get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"); raw != "" {
+		mb, err := strconv.Atoi(raw)
+		if err != nil || mb < 1 {
+			errs = append(errs, fmt.Errorf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE: want megabytes, got %q", raw))
+		} else {
+			c.CacheBytes = int64(mb) << 20 / CacheShareOfMemory
 		}
 	}
 	c.Registry = attribution.BuiltinRegistry()

@@ -37,8 +37,15 @@ func TestFromEnv(t *testing.T) {
 					t.Errorf("unexpected config %+v", c)
 				}
 			}},
+		{name: "cache sized by the function's memory", set: map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256"},
+			check: func(t *testing.T, c config.Config) {
+				if c.CacheBytes != 32<<20 {
+					t.Errorf("CacheBytes = %d, want an eighth of 256 MB", c.CacheBytes)
+				}
+			}},
+		{name: "bad memory size", set: map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "lots"}, wantErr: []string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE"}},
 		{name: "missing table", set: map[string]string{"STATES_TABLE": ""}, wantErr: []string{"STATES_TABLE: is required"}},
-		{name: "ttl shorter than SQS retention", set: map[string]string{"OBSERVATION_TTL_DAYS": "3"}, wantErr: []string{"OBSERVATION_TTL_DAYS", "at least 15"}},
+		{name: "ttl shorter than SQS retention", set: map[string]string{"OBSERVATION_TTL_DAYS": "17"}, wantErr: []string{"OBSERVATION_TTL_DAYS", "at least 18"}},
 		{name: "bad registry kind", set: map[string]string{"ATTRIBUTION_REGISTRY": `{"a.b":"fuzzy"}`}, wantErr: []string{"ATTRIBUTION_REGISTRY", "fuzzy"}},
 		{name: "bad threshold", set: map[string]string{"ATTRIBUTION_WINDOW": "0"}, wantErr: []string{"window"}},
 		{name: "several problems at once", set: map[string]string{"EVENT_BUS_NAME": "", "ATTRIBUTION_NUMERIC_ALPHA": "x"},

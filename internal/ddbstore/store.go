@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/capacity"
 )
 
 // Attribute names.
@@ -102,7 +103,7 @@ func (s *Store) Identity(ctx context.Context, attacker, proposed string) (string
 		Item: map[string]types.AttributeValue{
 			attrAttacker:  str(attacker),
 			attrIdentity:  str(proposed),
-			attrCreatedAt: num(float64(s.Now().Unix())),
+			attrCreatedAt: integer(s.Now().Unix()),
 		},
 		ConditionExpression:                 aws.String("attribute_not_exists(#a)"),
 		ExpressionAttributeNames:            map[string]string{"#a": attrAttacker},
@@ -157,8 +158,12 @@ func (s *Store) LoadSeries(ctx context.Context, identity string, primitives []st
 			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
 		}
 		rec.Key = attribution.SeriesKey{IdentityUUID: identity, Primitive: prim}
-		rec.Version = intAttr(item, attrVersion)
-		rec.Published = intAttr(item, attrPublished)
+		if rec.Version, err = intAttr(item, attrVersion); err != nil {
+			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		}
+		if rec.Published, err = intAttr(item, attrPublished); err != nil {
+			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		}
 		out[prim] = rec
 	}
 	return out, nil
@@ -245,7 +250,9 @@ func (s *Store) LoadIdentity(ctx context.Context, identity string, consistent bo
 		return nil, fmt.Errorf("identity record %s: %w", identity, err)
 	}
 	rec.IdentityUUID = identity
-	rec.Version = intAttr(out.Item, attrVersion)
+	if rec.Version, err = intAttr(out.Item, attrVersion); err != nil {
+		return nil, fmt.Errorf("identity record %s: %w", identity, err)
+	}
 	return rec, nil
 }
 
@@ -296,11 +303,42 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 		}
 		actions = append(actions, types.TransactWriteItem{Update: u})
 	}
+	// DynamoDB refuses a transaction over 4 MB (moto does not); the
+	// processor plans commits within attribution.MaxCommitBytes, above it.
+	if n := transactionBytes(actions); n > maxTransactionBytes {
+		return fmt.Errorf("commit %d items: %d bytes, over DynamoDB's %d-byte transaction limit", c.Items(), n, maxTransactionBytes)
+	}
 	_, err := s.Client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
 	if err == nil {
 		return nil
 	}
 	return s.commitError(ctx, c, err)
+}
+
+// maxTransactionBytes is DynamoDB's limit on the aggregate size of the
+// items of one TransactWriteItems.
+const maxTransactionBytes = 4 << 20
+
+// transactionBytes is the aggregate size of the items the actions write,
+// by DynamoDB's item size rules: a put's item; for an update, the key and
+// every value it sets, under their attribute names.
+func transactionBytes(actions []types.TransactWriteItem) int {
+	n := 0
+	for _, a := range actions {
+		switch {
+		case a.Put != nil:
+			n += capacity.ItemSize(a.Put.Item)
+		case a.Update != nil:
+			n += capacity.ItemSize(a.Update.Key)
+			for _, name := range a.Update.ExpressionAttributeNames {
+				n += len(name)
+			}
+			for _, v := range a.Update.ExpressionAttributeValues {
+				n += capacity.ValueSize(v)
+			}
+		}
+	}
+	return n
 }
 
 // commitError translates a cancelled transaction into the store's error
@@ -318,12 +356,12 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 			continue
 		case code == "ConditionalCheckFailed" && i < len(c.Observations):
 			existing, err := s.existingObservation(ctx, i, c.Observations[i], reason.Item)
+			if errors.Is(err, errNotStored) {
+				// An amendment's target expired or was deleted.
+				return &attribution.ObservationGoneError{Index: i, EvidenceRef: c.Observations[i].Observation.EvidenceRef}
+			}
 			if err != nil {
 				return err
-			}
-			if existing == nil {
-				// An amendment's target vanished (expired): retry as new.
-				return fmt.Errorf("observation %s: %w", c.Observations[i].Observation.EvidenceRef, attribution.ErrVersionConflict)
 			}
 			return existing
 		case code == "ConditionalCheckFailed" || code == "TransactionConflict":
@@ -338,9 +376,13 @@ func (s *Store) commitError(ctx context.Context, c *attribution.Commit, err erro
 	return fmt.Errorf("commit %d items: %w", c.Items(), err)
 }
 
+// errNotStored is existingObservation's answer when no observation is
+// stored under the failed put's key.
+var errNotStored = errors.New("observation not stored")
+
 // existingObservation is the stored observation the failed put at index ran
 // into, with its events: from the cancellation reason when DynamoDB
-// returned it, else read.
+// returned it, else read; errNotStored when there is none.
 func (s *Store) existingObservation(ctx context.Context, index int, w attribution.ObservationWrite, item map[string]types.AttributeValue) (*attribution.ObservationExistsError, error) {
 	if len(item) == 0 {
 		out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
@@ -351,8 +393,8 @@ func (s *Store) existingObservation(ctx context.Context, index int, w attributio
 		if err != nil {
 			return nil, fmt.Errorf("read stored observation %s: %w", w.Observation.EvidenceRef, err)
 		}
-		if out.Item == nil {
-			return nil, nil
+		if len(out.Item) == 0 {
+			return nil, errNotStored
 		}
 		item = out.Item
 	}
@@ -385,7 +427,7 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 		item[attrEvents] = &types.AttributeValueMemberB{Value: blob}
 	}
 	if s.ObservationTTL > 0 {
-		item[attrExpiresAt] = num(float64(s.Now().Add(s.ObservationTTL).Unix()))
+		item[attrExpiresAt] = integer(s.Now().Add(s.ObservationTTL).Unix())
 	}
 	put := &types.Put{
 		TableName:                           &s.Tables.Observations,
@@ -417,7 +459,7 @@ func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, ve
 		ExpressionAttributeNames: map[string]string{"#rec": attrRecord, "#v": attrVersion},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":rec":  &types.AttributeValueMemberB{Value: blob},
-			":next": num(float64(version + 1)),
+			":next": integer(version + 1),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureNone,
 	}
@@ -425,7 +467,7 @@ func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, ve
 		u.ConditionExpression = aws.String("attribute_not_exists(#v)")
 	} else {
 		u.ConditionExpression = aws.String("#v = :read")
-		u.ExpressionAttributeValues[":read"] = num(float64(version))
+		u.ExpressionAttributeValues[":read"] = integer(version)
 	}
 	return u, nil
 }
@@ -439,7 +481,7 @@ func (s *Store) Ack(ctx context.Context, key attribution.SeriesKey, position int
 		ConditionExpression:      aws.String("attribute_exists(#v) AND (attribute_not_exists(#pub) OR #pub < :p)"),
 		ExpressionAttributeNames: map[string]string{"#pub": attrPublished, "#v": attrVersion},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":p": num(float64(position)),
+			":p": integer(position),
 		},
 	})
 	var ccf *types.ConditionalCheckFailedException
@@ -518,8 +560,10 @@ func inflateJSON(blob []byte, v any) error {
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
-func num(f float64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatFloat(f, 'f', -1, 64)}
+// integer writes n exactly: through float64, integers above 2^53 would
+// lose digits.
+func integer(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
 
 func stringAttr(item map[string]types.AttributeValue, name string) string {
@@ -529,13 +573,22 @@ func stringAttr(item map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-func intAttr(item map[string]types.AttributeValue, name string) int64 {
-	v, ok := item[name].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0
+// intAttr reads an integer attribute; an absent one is 0. Anything else
+// there is an error: a version read as 0 would overwrite the record.
+func intAttr(item map[string]types.AttributeValue, name string) (int64, error) {
+	raw, present := item[name]
+	if !present {
+		return 0, nil
 	}
-	n, _ := strconv.ParseInt(v.Value, 10, 64)
-	return n
+	v, ok := raw.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("attribute %s: want a number, got %T", name, raw)
+	}
+	n, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("attribute %s: want an integer, got %q", name, v.Value)
+	}
+	return n, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

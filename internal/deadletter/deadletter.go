@@ -20,8 +20,13 @@ const (
 	AttrSourceMessageID = "attribution.source_message_id"
 )
 
-// batchLimit is SendMessageBatch's maximum number of entries.
-const batchLimit = 10
+// SendMessageBatch's limits: entries per call, and bytes per message and
+// per call, where a message's bytes are its body plus, per attribute, its
+// name, data type and value.
+const (
+	batchLimit   = 10
+	payloadLimit = 256 << 10
+)
 
 // SendMessageBatchAPI is the part of the SQS API the queue uses.
 type SendMessageBatchAPI interface {
@@ -45,12 +50,13 @@ type Queue struct {
 // Send sends letters and returns the message IDs of those not sent.
 func (q *Queue) Send(ctx context.Context, letters []Letter) (unsent []string, err error) {
 	for len(letters) > 0 {
-		chunk := letters[:min(len(letters), batchLimit)]
-		letters = letters[len(chunk):]
-		entries := make([]types.SendMessageBatchRequestEntry, len(chunk))
-		for i, l := range chunk {
-			entries[i] = types.SendMessageBatchRequestEntry{
-				Id:          aws.String(strconv.Itoa(i)),
+		var chunk []Letter
+		var entries []types.SendMessageBatchRequestEntry
+		bytes := 0
+		for len(letters) > 0 && len(entries) < batchLimit {
+			l := letters[0]
+			entry := types.SendMessageBatchRequestEntry{
+				Id:          aws.String(strconv.Itoa(len(entries))),
 				MessageBody: aws.String(l.Body),
 				MessageAttributes: map[string]types.MessageAttributeValue{
 					AttrField:           stringAttr(orNone(l.Field)),
@@ -58,6 +64,22 @@ func (q *Queue) Send(ctx context.Context, letters []Letter) (unsent []string, er
 					AttrSourceMessageID: stringAttr(orNone(l.MessageID)),
 				},
 			}
+			size := MessageSize(entry)
+			if size > payloadLimit {
+				// SQS would refuse it: leave it to the redrive policy.
+				unsent = append(unsent, l.MessageID)
+				err = fmt.Errorf("dead letter %s is %d bytes with its reason, over the %d SQS accepts", l.MessageID, size, payloadLimit)
+				letters = letters[1:]
+				continue
+			}
+			if bytes+size > payloadLimit {
+				break
+			}
+			bytes += size
+			chunk, entries, letters = append(chunk, l), append(entries, entry), letters[1:]
+		}
+		if len(entries) == 0 {
+			continue
 		}
 		out, callErr := q.Client.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.URL, Entries: entries})
 		if callErr != nil {
@@ -76,6 +98,16 @@ func (q *Queue) Send(ctx context.Context, letters []Letter) (unsent []string, er
 		}
 	}
 	return unsent, err
+}
+
+// MessageSize is the size SQS counts for an entry against its limits: the
+// body plus the name, data type and value of each message attribute.
+func MessageSize(e types.SendMessageBatchRequestEntry) int {
+	n := len(aws.ToString(e.MessageBody))
+	for name, v := range e.MessageAttributes {
+		n += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
 }
 
 func stringAttr(v string) types.MessageAttributeValue {

@@ -145,9 +145,13 @@ func (s *Stack) EnvMap() map[string]string {
 			env[k] = v
 		}
 	}
-	// The function's own environment, as the template declares it, wins.
+	// The function's own environment, as the template declares it, wins,
+	// except where it declares a variable empty for the local run to fill
+	// (AWS_ENDPOINT_URL: empty on Lambda, where the SDK ignores it).
 	for k, v := range s.Function.Environment {
-		env[k] = v
+		if v != "" || env[k] == "" {
+			env[k] = v
+		}
 	}
 	return env
 }

@@ -19,6 +19,12 @@ type Recorder struct {
 	// Names lists metrics written even when zero, so dashboards see a
 	// steady series.
 	Names []string
+	// Level is written as the line's "level": Lambda's log-level filter
+	// gives a JSON line without one (or without an RFC 3339 "timestamp")
+	// the level INFO and drops it below WARN, and the metrics with it. Set
+	// it to the function's application log level (AWS_LAMBDA_LOG_LEVEL) so
+	// the filter always passes it; empty means INFO.
+	Level string
 	Out   io.Writer
 	Now   func() time.Time
 
@@ -58,7 +64,7 @@ func (r *Recorder) Flush() error {
 	}
 	sort.Strings(dims)
 	metrics := make([]map[string]string, 0, len(names))
-	line := make(map[string]any, len(names)+len(dims)+1)
+	line := make(map[string]any, len(names)+len(dims)+3)
 	for _, name := range names {
 		metrics = append(metrics, map[string]string{"Name": name, "Unit": "Count"})
 		line[name] = counts[name]
@@ -70,8 +76,14 @@ func (r *Recorder) Flush() error {
 	if r.Now != nil {
 		now = r.Now
 	}
+	at := now()
+	line["level"] = r.Level
+	if r.Level == "" {
+		line["level"] = "INFO"
+	}
+	line["timestamp"] = at.UTC().Format(time.RFC3339Nano)
 	line["_aws"] = map[string]any{
-		"Timestamp": now().UnixMilli(),
+		"Timestamp": at.UnixMilli(),
 		"CloudWatchMetrics": []any{map[string]any{
 			"Namespace":  r.Namespace,
 			"Dimensions": [][]string{dims},

@@ -22,9 +22,10 @@ import (
 const (
 	// MaxEntriesPerCall is the most entries one PutEvents call accepts.
 	MaxEntriesPerCall = 10
-	// MaxRequestBytes is the most entry bytes (see EntrySize) one
-	// PutEvents call accepts.
-	MaxRequestBytes = 256 * 1024
+	// MaxRequestBytes is the most entry bytes (see EntrySize) one entry,
+	// and one PutEvents call, may carry: EventBridge requires less than
+	// 256 KB.
+	MaxRequestBytes = 256*1024 - 1
 )
 
 // CodeEntryTooLarge is the failure code of an event whose entry alone is

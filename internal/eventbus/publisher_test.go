@@ -638,3 +638,38 @@ func TestNew(t *testing.T) {
 		})
 	}
 }
+
+// eventOfEntrySize is an event whose entry (no Time set) is exactly size
+// bytes as EventBridge counts them.
+func eventOfEntrySize(tb testing.TB, id string, size int) attribution.Event {
+	tb.Helper()
+	ev := mustEvent(tb, id, 0)
+	fixed := len(attribution.EventSource) + len(ev.DetailType) + len(`{"event_id":"","pad":""}`) + len(id)
+	detail, err := json.Marshal(map[string]any{"event_id": id, "pad": strings.Repeat("x", size-fixed)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ev.Detail = detail
+	return ev
+}
+
+// TestPublishEntryMustBeBelow256KB: EventBridge requires an entry of less
+// than 256 KB, so one of exactly 256 KB is refused before sending, and one
+// byte less is sent alone.
+func TestPublishEntryMustBeBelow256KB(t *testing.T) {
+	at := eventOfEntrySize(t, eventID(0), 256*1024)
+	below := eventOfEntrySize(t, eventID(1), 256*1024-1)
+	for _, ev := range []attribution.Event{at, below} {
+		e := types.PutEventsRequestEntry{Source: aws.String(attribution.EventSource), DetailType: aws.String(ev.DetailType), Detail: aws.String(string(ev.Detail))}
+		if got := eventbus.EntrySize(e); got != 256*1024 && got != 256*1024-1 {
+			t.Fatalf("test event %s has entry size %d", ev.ID, got)
+		}
+	}
+	bus := &fakeBus{}
+	h := newHarness(t, bus, 1)
+	err := h.pub.Publish(context.Background(), []attribution.Event{at, below, mustEvent(t, eventID(2), 10)})
+	checkFailures(t, err, []attribution.Event{at, below}, []wantFailure{{0, eventbus.CodeEntryTooLarge, false}})
+	if got := bus.callIDs(); !reflect.DeepEqual(got, [][]string{pick(1), pick(2)}) {
+		t.Fatalf("calls %v, want the entry just below the limit alone, then the small one", got)
+	}
+}

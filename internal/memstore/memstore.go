@@ -105,7 +105,7 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
 		case w.Replaces != "" && (!exists || old.obs.Fingerprint() != w.Replaces):
 			if !exists {
-				return fmt.Errorf("amend %s: %w", w.Observation.EvidenceRef, attribution.ErrVersionConflict)
+				return &attribution.ObservationGoneError{Index: i, EvidenceRef: w.Observation.EvidenceRef}
 			}
 			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
 		}

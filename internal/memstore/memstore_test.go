@@ -126,8 +126,11 @@ func TestCommitConditions(t *testing.T) {
 			commit: func() *attribution.Commit {
 				return &attribution.Commit{Observations: []attribution.ObservationWrite{{Key: key, Observation: b, Replaces: a.Fingerprint()}}}
 			},
-			wantErr: func(err error) bool { return errors.Is(err, attribution.ErrVersionConflict) },
-			what:    "a version conflict",
+			wantErr: func(err error) bool {
+				var e *attribution.ObservationGoneError
+				return errors.As(err, &e) && e.Index == 0
+			},
+			what: "ObservationGoneError at index 0",
 		},
 		{
 			name:    "new record already created",

@@ -5,8 +5,10 @@ package service
 import (
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -40,6 +42,11 @@ type Options struct {
 	// capacity meter, a test endpoint).
 	DynamoDBOptions    []func(*dynamodb.Options)
 	EventBridgeOptions []func(*eventbridge.Options)
+	// CallTimeout bounds each HTTP attempt of every AWS call (0:
+	// DefaultCallTimeout), so a stalled connection cannot hold the batch
+	// until the function times out. It applies to the SDK's own client;
+	// a client supplied in aws.Config.HTTPClient is left as it is.
+	CallTimeout time.Duration
 	// FullRecompute selects the whole-series design (for comparison).
 	FullRecompute bool
 	// WrapStore and WrapPublisher decorate the adapters (fault injection).
@@ -58,14 +65,16 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 		Dimensions: map[string]string{"FunctionName": opts.FunctionName},
 		Names: []string{
 			attribution.MetricObservations, attribution.MetricDuplicates, attribution.MetricAmendments,
-			attribution.MetricTransitions, attribution.MetricVersionConflicts, attribution.MetricRejected,
-			MetricPublishRetries, MetricPublishPermanents,
+			attribution.MetricTransitions, attribution.MetricSuspicions, attribution.MetricVersionConflicts,
+			attribution.MetricRejected, attribution.MetricPublishFailures, MetricPublishRetries, MetricPublishPermanents,
 		},
-		Out: opts.MetricsOut,
+		Level: cfg.LogLevel,
+		Out:   opts.MetricsOut,
 	}
 	if metrics.Out == nil {
 		metrics.Out = io.Discard
 	}
+	awsCfg.HTTPClient = boundedHTTPClient(awsCfg.HTTPClient, opts.CallTimeout)
 	ddb := dynamodb.NewFromConfig(awsCfg, opts.DynamoDBOptions...)
 	var store attribution.Store = ddbstore.New(ddb, ddbstore.Tables{
 		Identities:   cfg.IdentitiesTable,
@@ -99,6 +108,7 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 			Metrics:       metrics,
 			FullRecompute: opts.FullRecompute,
 			Concurrency:   cfg.Concurrency,
+			CacheBytes:    cfg.CacheBytes,
 		},
 		Logger:  logger,
 		Metrics: metrics,
@@ -107,6 +117,27 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 		h.DeadLetters = &deadletter.Queue{Client: sqs.NewFromConfig(awsCfg), URL: cfg.DeadLetterQueueURL}
 	}
 	return h, nil
+}
+
+// DefaultCallTimeout is Options.CallTimeout's default: far above a normal
+// DynamoDB, EventBridge or SQS round trip, well below the shortest
+// function timeout the template allows (10 s).
+const DefaultCallTimeout = 5 * time.Second
+
+// boundedHTTPClient gives the SDK's HTTP client an overall timeout per
+// attempt; the SDK's default has none.
+func boundedHTTPClient(c aws.HTTPClient, timeout time.Duration) aws.HTTPClient {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	switch b := c.(type) {
+	case nil:
+		return awshttp.NewBuildableClient().WithTimeout(timeout)
+	case *awshttp.BuildableClient:
+		return b.WithTimeout(timeout)
+	default:
+		return c
+	}
 }
 
 // publishMetrics counts the publisher's retries in the EMF recorder.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -34,7 +35,15 @@ type Handler struct {
 	DeadLetters DeadLetters
 	Logger      *slog.Logger
 	Metrics     Flusher
+	// Headroom is how long before the invocation's deadline processing
+	// stops (0: DefaultHeadroom, at most a fifth of the time left): the
+	// partial batch response must reach Lambda before the timeout, or the
+	// whole batch is delivered again.
+	Headroom time.Duration
 }
+
+// DefaultHeadroom is Handler.Headroom's default.
+const DefaultHeadroom = 2 * time.Second
 
 // Handle processes a batch and reports the messages to retry.
 func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
@@ -42,7 +51,22 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	for i, r := range ev.Records {
 		msgs[i] = attribution.Message{ID: r.MessageId, Body: []byte(r.Body)}
 	}
-	errs := h.Processor.Process(ctx, msgs)
+	// Work stops at the cutoff: calls under way are cancelled, nothing new
+	// starts, and what did not finish fails below; the dead-letter send and
+	// the response get the rest of the headroom.
+	workCtx, sendCtx := ctx, ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		headroom := h.Headroom
+		if headroom <= 0 {
+			headroom = min(DefaultHeadroom, time.Until(deadline)/5)
+		}
+		var cancelWork, cancelSend context.CancelFunc
+		workCtx, cancelWork = context.WithDeadline(ctx, deadline.Add(-headroom))
+		defer cancelWork()
+		sendCtx, cancelSend = context.WithDeadline(ctx, deadline.Add(-headroom/4))
+		defer cancelSend()
+	}
+	errs := h.Processor.Process(workCtx, msgs)
 	var resp events.SQSEventResponse
 	retry := func(id string) {
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
@@ -60,6 +84,12 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			letters = append(letters, deadletter.Letter{MessageID: r.MessageId, Body: r.Body, Field: attribution.ErrorField(err), Reason: err.Error()})
 			continue
 		}
+		if workCtx.Err() != nil && ctx.Err() == nil {
+			h.Logger.WarnContext(ctx, "message not finished before the function's deadline; the queue will deliver it again",
+				"message_id", r.MessageId, "error", err.Error(), "receive_count", receives)
+			retry(r.MessageId)
+			continue
+		}
 		h.Logger.ErrorContext(ctx, "message failed; the queue will deliver it again",
 			"message_id", r.MessageId, "error", err.Error(), "receive_count", receives)
 		retry(r.MessageId)
@@ -69,7 +99,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			for _, l := range letters {
 				retry(l.MessageID)
 			}
-		} else if unsent, err := h.DeadLetters.Send(ctx, letters); err != nil {
+		} else if unsent, err := h.DeadLetters.Send(sendCtx, letters); err != nil {
 			h.Logger.ErrorContext(ctx, "could not send invalid messages to the dead-letter queue; the redrive policy will move them",
 				"error", err.Error(), "message_ids", unsent)
 			for _, id := range unsent {
