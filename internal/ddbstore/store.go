@@ -246,6 +246,7 @@ func (s *Store) LoadIdentity(ctx context.Context, identity string, consistent bo
 	}
 	rec.IdentityUUID = identity
 	rec.Version = intAttr(out.Item, attrVersion)
+	rec.Published = intAttr(out.Item, attrPublished)
 	return rec, nil
 }
 
