@@ -250,7 +250,7 @@ func feed(tb testing.TB, run identityRun, store *memstore.Store, pub attribution
 // before it, the last new_state the stored one.
 func TestIdentityEventsConverge(t *testing.T) {
 	for _, run := range identityRuns {
-		for stream := range 12 {
+		for stream := range 40 {
 			t.Run(fmt.Sprintf("%s/stream%02d", run.name, stream), func(t *testing.T) {
 				t.Parallel()
 				rng := rand.New(rand.NewPCG(uint64(stream), 13))

@@ -528,15 +528,18 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 }
 
 // into is where the series of a retired identity went: the canonical
-// identity it is merged into, or that of the attacker that left it.
+// identity it is merged into, else that of the attackers that left it.
 func (p *Processor) into(ctx context.Context, ch *membershipChange, n *IdentityRecord) (string, error) {
 	start := n.Parent
-	switch {
-	case start != "":
-	case ch.ev.Topic == TopicIdentityUnmerged:
-		return ch.ev.Loser, nil // a winner left with no attacker of its own
-	default:
-		start = ch.ev.Identity
+	if start == "" {
+		switch ch.ev.Topic {
+		case TopicIdentityUnmerged:
+			return ch.ev.Loser, nil // a winner left with no attacker of its own
+		case TopicIdentityMerged:
+			start = ch.ev.Winner
+		default:
+			start = ch.ev.Identity
+		}
 	}
 	nodes, err := p.chain(ctx, ch, start)
 	if err != nil {

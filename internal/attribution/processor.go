@@ -340,13 +340,6 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 	if err != nil {
 		return nil, err
 	}
-	res := pending[0].res
-	for _, rec := range records {
-		if rec.Version > 0 && rec.Membership != res.membership {
-			return nil, errStaleResolution
-		}
-		rec.Membership = res.membership
-	}
 	pl := &plan{commit: &Commit{}}
 	var ident *IdentityRecord
 	inCommit := make(map[SeriesKey]bool)
@@ -369,7 +362,14 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 		if pl.commit.Items()+grow+1 > MaxCommitItems { // +1: room for the identity
 			break
 		}
+		// Attackers of one identity may have been resolved at different
+		// times: each item's membership must be its record's.
+		res := it.res
 		rec := records[key.Primitive]
+		if rec.Version > 0 && rec.Membership != res.membership {
+			return nil, errStaleResolution
+		}
+		rec.Membership = res.membership
 		if rec.Version == 0 {
 			if ident == nil {
 				if ident, err = p.loadIdentity(ctx, identity, consistent); err != nil {
