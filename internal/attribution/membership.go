@@ -47,6 +47,15 @@ func (p *Processor) resolve(ctx context.Context, attacker string, consistent boo
 			}
 			literal = id
 		}
+		if literal == StubIdentityID(attacker) && !fresh {
+			// An attacker still on its stub never left it (no identity
+			// event names a stub): the stub's membership is the attacker
+			// alone, at version 0. If it did leave meanwhile, the stub's
+			// records carry a later version and the plan resolves again.
+			r := resolution{identity: literal, members: []string{attacker}}
+			p.cache.putAttacker(attacker, r)
+			return r, nil
+		}
 		id := literal
 		var rec *IdentityRecord
 		for hops := 0; ; hops++ {
