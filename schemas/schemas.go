@@ -7,7 +7,9 @@
 //   - state-changed.schema.json: the detail of
 //     attribution.profile.state_changed;
 //   - multi-actor-suspected.schema.json: the detail of
-//     attribution.profile.multi_actor_suspected.
+//     attribution.profile.multi_actor_suspected;
+//   - identity-rekeyed.schema.json: the detail of
+//     attribution.identity.rekeyed.
 //
 // All are JSON Schema draft 2020-12. internal/schema compiles them.
 package schemas
@@ -19,6 +21,7 @@ const (
 	ObservationMessage  = "observation-message.schema.json"
 	StateChanged        = "state-changed.schema.json"
 	MultiActorSuspected = "multi-actor-suspected.schema.json"
+	IdentityRekeyed     = "identity-rekeyed.schema.json"
 )
 
 // FS holds the schema files.

@@ -15,7 +15,8 @@ const entryOverhead = 128
 // cache keeps what a warm processor has read or written. Records are only
 // hints: every write is conditioned on the version, so a stale record costs
 // a conflict and a re-read, never a lost update. The attacker → identity
-// mapping never changes once stored.
+// resolution is a hint too: it carries the membership version it was read
+// at, and a record computed under another one refuses the write.
 //
 // It is bounded by the bytes its entries encode to (a record's JSON), not
 // by their number: one record can be ~100 KB, another 300 bytes. Past the
@@ -24,7 +25,7 @@ type cache struct {
 	mu         sync.Mutex
 	limit      int64 // 0: DefaultCacheBytes
 	bytes      int64
-	attackers  map[string]string
+	attackers  map[string]resolution
 	records    map[SeriesKey]*SeriesRecord
 	identities map[string]*IdentityRecord
 	sizes      map[any]int64 // bytes counted per entry, by key
@@ -46,7 +47,7 @@ func (c *cache) account(key any, size int64) {
 	}
 	old := c.sizes[key]
 	if c.sizes == nil || c.bytes-old+size > limit {
-		c.attackers = make(map[string]string)
+		c.attackers = make(map[string]resolution)
 		c.records = make(map[SeriesKey]*SeriesRecord)
 		c.identities = make(map[string]*IdentityRecord)
 		c.sizes = make(map[any]int64)
@@ -75,18 +76,46 @@ type attackerKey string
 
 type identityKey string
 
-func (c *cache) attacker(a string) (string, bool) {
+func (c *cache) attacker(a string) (resolution, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id, ok := c.attackers[a]
-	return id, ok
+	r, ok := c.attackers[a]
+	return r, ok
 }
 
-func (c *cache) putAttacker(a, id string) {
+func (c *cache) putAttacker(a string, r resolution) {
+	size := int64(len(a)+len(r.identity)) + entryOverhead
+	for _, m := range r.members {
+		size += int64(len(m))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.account(attackerKey(a), int64(len(a)+len(id))+entryOverhead)
-	c.attackers[a] = id
+	c.account(attackerKey(a), size)
+	c.attackers[a] = r
+}
+
+func (c *cache) forgetAttackers(attackers []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range attackers {
+		delete(c.attackers, a)
+		c.drop(attackerKey(a))
+	}
+}
+
+// forgetIdentity drops an identity record and every series record of the
+// identity.
+func (c *cache) forgetIdentity(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.identities, id)
+	c.drop(identityKey(id))
+	for k := range c.records {
+		if k.IdentityUUID == id {
+			delete(c.records, k)
+			c.drop(k)
+		}
+	}
 }
 
 // series returns a working copy of a cached record.
@@ -178,9 +207,25 @@ func (c *cache) forget(cm *Commit) {
 	}
 }
 
+// putMembership caches what a successful membership change stored.
+func (c *cache) putMembership(cm *MembershipCommit) {
+	c.putCommitted(&Commit{Series: cm.Series})
+	for _, r := range cm.Identities {
+		stored := r.Clone()
+		stored.Version++
+		c.putIdentity(stored)
+	}
+}
+
 func (c *cache) ack(k SeriesKey, pos int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if k.Primitive == IdentityRecordKey {
+		if r, ok := c.identities[k.IdentityUUID]; ok && r.Published < pos {
+			r.Published = pos
+		}
+		return
+	}
 	if r, ok := c.records[k]; ok && r.Published < pos {
 		r.Published = pos
 	}

@@ -69,12 +69,17 @@ func TestCacheAccountsReplacedAndForgotten(t *testing.T) {
 	if c.bytes != one {
 		t.Fatalf("the same record counted %d bytes after replacing, %d once", c.bytes, one)
 	}
-	c.putAttacker("att-1", "id-1")
+	c.putAttacker("att-1", resolution{identity: "id-1", membership: 3, members: []string{"att-1"}})
 	c.forget(&Commit{Series: []*SeriesRecord{rec}})
 	if _, ok := c.series(rec.Key); ok || c.bytes >= one {
 		t.Fatalf("forgotten record still counted: %d bytes (record alone %d)", c.bytes, one)
 	}
-	if id, ok := c.attacker("att-1"); !ok || id != "id-1" {
+	if r, ok := c.attacker("att-1"); !ok || r.identity != "id-1" {
 		t.Fatal("forgetting a record dropped the attacker mapping")
+	}
+	c.forgetIdentity("id-1")
+	c.forgetAttackers([]string{"att-1"})
+	if _, ok := c.attacker("att-1"); ok || c.bytes != 0 {
+		t.Fatalf("forgotten attacker still cached, or %d bytes still counted", c.bytes)
 	}
 }

@@ -82,46 +82,78 @@ type envelope struct {
 	MessageType json.RawMessage `json:"Type"`
 }
 
-// DecodeMessage reads one message body: an observation envelope, or one
-// wrapped as an EventBridge event's detail, an SNS notification's Message
-// or a DECNET bus envelope's payload. It checks the envelope's shape and bounds; kind-specific checks
-// (a numeric primitive's value) are Validate's.
-func DecodeMessage(body []byte) (Observation, error) {
+// Decoded is one decoded message body: an observation, an identity event
+// of DECNET's clusterer, or (Ignored set) a bus event of the identity family
+// that says nothing about membership.
+type Decoded struct {
+	Observation Observation
+	Identity    *IdentityEvent
+	Ignored     string
+}
+
+// Decode reads one message body: an observation envelope, one wrapped as an
+// EventBridge event's detail, an SNS notification's Message or a DECNET bus
+// envelope's payload, or a DECNET bus envelope of an identity event. It
+// checks shapes and bounds; kind-specific checks (a numeric primitive's
+// value) are Observation.Validate's.
+func Decode(body []byte) (Decoded, error) {
 	return decodeMessage(body, "body", 0)
+}
+
+// DecodeMessage is Decode for a body that must be an observation.
+func DecodeMessage(body []byte) (Observation, error) {
+	d, err := Decode(body)
+	if err == nil && (d.Identity != nil || d.Ignored != "") {
+		err = Invalidf("topic", "an identity event, not an observation")
+	}
+	return d.Observation, err
 }
 
 // decodeMessage decodes body, which field names in errors: the message
 // body itself, or the wrapper field it came from.
-func decodeMessage(body []byte, field string, depth int) (Observation, error) {
+func decodeMessage(body []byte, field string, depth int) (Decoded, error) {
 	if len(body) > MaxMessageBytes {
-		return Observation{}, Invalidf(field, "message is %d bytes, more than the %d allowed", len(body), MaxMessageBytes)
+		return Decoded{}, Invalidf(field, "message is %d bytes, more than the %d allowed", len(body), MaxMessageBytes)
 	}
 	var env envelope
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&env); err != nil {
-		return Observation{}, Invalidf(field, "not a JSON object: %v", err)
+		return Decoded{}, Invalidf(field, "not a JSON object: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Observation{}, Invalidf(field, "trailing data after the JSON object")
+		return Decoded{}, Invalidf(field, "trailing data after the JSON object")
 	}
 	if depth == 0 && env.Primitive == nil && env.AttackerUUID == nil {
 		switch {
 		case env.Topic != nil && env.Payload != nil:
-			return decodeBusObservation(env.Topic, env.Payload)
+			var topic string
+			if err := json.Unmarshal(env.Topic, &topic); err != nil {
+				return Decoded{}, Invalidf("topic", "must be a string, got %s", truncate(env.Topic))
+			}
+			if strings.HasPrefix(topic, IdentityTopicPrefix) {
+				ev, err := decodeBusIdentity(topic, env)
+				if ev == nil && err == nil {
+					return Decoded{Ignored: topic}, nil
+				}
+				return Decoded{Identity: ev}, err
+			}
+			obs, err := decodeBusObservation(topic, env.Payload)
+			return Decoded{Observation: obs}, err
 		case env.Detail != nil && env.DetailType != nil:
 			if len(env.Detail) == 0 || env.Detail[0] != '{' {
-				return Observation{}, Invalidf("detail", "EventBridge detail must be a JSON object")
+				return Decoded{}, Invalidf("detail", "EventBridge detail must be a JSON object")
 			}
 			return decodeMessage(env.Detail, "detail", depth+1)
 		case env.Message != nil && env.MessageType != nil:
 			var inner string
 			if err := json.Unmarshal(env.Message, &inner); err != nil {
-				return Observation{}, Invalidf("Message", "SNS Message must be a JSON string: %v", err)
+				return Decoded{}, Invalidf("Message", "SNS Message must be a JSON string: %v", err)
 			}
 			return decodeMessage([]byte(inner), "Message", depth+1)
 		}
 	}
-	return env.observation()
+	obs, err := env.observation()
+	return Decoded{Observation: obs}, err
 }
 
 // ObservationTopicPrefix starts the DECNET bus topic of every observation:
@@ -130,11 +162,7 @@ const ObservationTopicPrefix = "attacker.observation."
 
 // decodeBusObservation reads the payload of a DECNET bus envelope published
 // on an observation topic. Errors name the fields inside it (payload.ts).
-func decodeBusObservation(rawTopic, payload json.RawMessage) (Observation, error) {
-	var topic string
-	if err := json.Unmarshal(rawTopic, &topic); err != nil {
-		return Observation{}, Invalidf("topic", "must be a string, got %s", truncate(rawTopic))
-	}
+func decodeBusObservation(topic string, payload json.RawMessage) (Observation, error) {
 	primitive, ok := strings.CutPrefix(topic, ObservationTopicPrefix)
 	if !ok {
 		return Observation{}, Invalidf("topic", "%q is not an observation topic (%s<primitive>)", topic, ObservationTopicPrefix)
@@ -142,7 +170,8 @@ func decodeBusObservation(rawTopic, payload json.RawMessage) (Observation, error
 	if len(payload) == 0 || payload[0] != '{' {
 		return Observation{}, Invalidf("payload", "bus payload must be a JSON object")
 	}
-	obs, err := decodeMessage(payload, "payload", 1)
+	d, err := decodeMessage(payload, "payload", 1)
+	obs := d.Observation
 	if err != nil {
 		return obs, prefixField("payload", err)
 	}

@@ -21,6 +21,9 @@ const (
 	MetricVersionConflicts = "VersionConflicts"
 	MetricRejected         = "RejectedMessages"
 	MetricPublishFailures  = "PublishFailures"
+	MetricMembership       = "MembershipChanges"
+	MetricRekeyed          = "IdentitiesRekeyed"
+	MetricIgnored          = "IgnoredEvents"
 )
 
 // Metrics counts what the processor does.
@@ -67,9 +70,14 @@ type Processor struct {
 
 // item is one valid message on its way through the processor.
 type item struct {
-	index     int
-	obs       Observation
-	key       SeriesKey
+	index int
+	obs   Observation
+	res   resolution // where the attacker's observations go
+	key   SeriesKey  // the series record: canonical identity|primitive
+	store SeriesKey  // where the observation is stored: the attacker's stub|primitive
+	// rerouted is set when the item's resolution proved stale: it is
+	// resolved again and planned in another unit.
+	rerouted  bool
 	duplicate bool
 	replaces  string // fingerprint of the stored observation this amends
 	deferred  error  // set when the item must wait for a later delivery
@@ -86,38 +94,71 @@ type item struct {
 // carries forward, newest kept, so the item stays small.
 const MaxCarriedEvents = 8
 
+// maxRoutings bounds how often one observation is routed again after its
+// identity's membership changed under it, within one delivery.
+const maxRoutings = 4
+
 // Process handles a batch. It returns one error per message, nil for a
 // message that is done. A message whose error has code EINVALID will never
-// succeed; any other error is worth retrying.
+// succeed; any other error is worth retrying. Identity events are applied
+// first, in batch order; observations after them.
 func (p *Processor) Process(ctx context.Context, msgs []Message) []error {
 	p.cache.bound(p.CacheBytes)
 	errs := make([]error, len(msgs))
 	var items []*item
 	for i, m := range msgs {
-		obs, err := DecodeMessage(m.Body)
-		if err == nil {
-			err = obs.Validate(p.Registry.Kind(obs.Primitive))
+		d, err := Decode(m.Body)
+		switch {
+		case err != nil:
+		case d.Ignored != "":
+			p.count(MetricIgnored, 1)
+			continue
+		case d.Identity != nil:
+			errs[i] = p.applyIdentityEvent(ctx, d.Identity)
+			if ErrorCode(errs[i]) == EINVALID {
+				p.count(MetricRejected, 1)
+			}
+			continue
+		default:
+			err = d.Observation.Validate(p.Registry.Kind(d.Observation.Primitive))
 		}
 		if err != nil {
 			errs[i] = err
 			p.count(MetricRejected, 1)
 			continue
 		}
-		items = append(items, &item{index: i, obs: obs})
+		items = append(items, &item{index: i, obs: d.Observation})
 	}
+	for round := 0; len(items) > 0; round++ {
+		if round == maxRoutings {
+			for _, it := range items {
+				errs[it.index] = &Error{Code: ECONFLICT, Message: fmt.Sprintf("the membership of attacker %s kept changing while its observation was routed; retry", it.obs.AttackerUUID)}
+			}
+			break
+		}
+		items = p.route(ctx, items, errs, round > 0)
+	}
+	return errs
+}
+
+// route groups items by the canonical identity of their attacker, applies
+// each identity's items and returns those to route again.
+func (p *Processor) route(ctx context.Context, items []*item, errs []error, consistent bool) []*item {
 	units := make(map[string][]*item)
 	var order []string
 	for _, it := range items {
-		identity, err := p.identity(ctx, it.obs.AttackerUUID)
+		res, err := p.resolve(ctx, it.obs.AttackerUUID, consistent)
 		if err != nil {
 			errs[it.index] = err
 			continue
 		}
-		it.key = SeriesKey{IdentityUUID: identity, Primitive: it.obs.Primitive}
-		if _, seen := units[identity]; !seen {
-			order = append(order, identity)
+		it.res, it.rerouted = res, false
+		it.key = SeriesKey{IdentityUUID: res.identity, Primitive: it.obs.Primitive}
+		it.store = SeriesKey{IdentityUUID: StubIdentityID(it.obs.AttackerUUID), Primitive: it.obs.Primitive}
+		if _, seen := units[res.identity]; !seen {
+			order = append(order, res.identity)
 		}
-		units[identity] = append(units[identity], it)
+		units[res.identity] = append(units[res.identity], it)
 	}
 	limit := make(chan struct{}, max(1, p.Concurrency))
 	var wg sync.WaitGroup
@@ -126,29 +167,23 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) []error {
 		wg.Add(1)
 		go func(identity string, unit []*item) {
 			defer func() { <-limit; wg.Done() }()
-			p.processUnit(ctx, identity, unit, errs)
+			p.processUnit(ctx, identity, unit, errs, consistent)
 		}(identity, units[identity])
 	}
 	wg.Wait()
-	return errs
-}
-
-func (p *Processor) identity(ctx context.Context, attacker string) (string, error) {
-	if id, ok := p.cache.attacker(attacker); ok {
-		return id, nil
+	var again []*item
+	for _, it := range items {
+		if it.rerouted {
+			again = append(again, it)
+		}
 	}
-	id, err := p.Identities.Identity(ctx, attacker, StubIdentityID(attacker))
-	if err != nil {
-		return "", fmt.Errorf("resolve identity of attacker %s: %w", attacker, err)
-	}
-	p.cache.putAttacker(attacker, id)
-	return id, nil
+	return again
 }
 
 // processUnit applies the observations of one identity in batch order,
 // committing them in as few atomic writes as the store allows, then
 // publishes the events they caused.
-func (p *Processor) processUnit(ctx context.Context, identity string, unit []*item, errs []error) {
+func (p *Processor) processUnit(ctx context.Context, identity string, unit []*item, errs []error, consistent bool) {
 	pending := unit
 	var touched []SeriesKey
 	seen := make(map[SeriesKey]bool)
@@ -161,7 +196,6 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 	conflicts, resolutions := 0, 0
 	// After any failed commit the cache may be stale and a cheap read may
 	// be too: read consistently from then on.
-	consistent := false
 	fail := func(items []*item, err error) {
 		for _, it := range items {
 			errs[it.index] = err
@@ -170,6 +204,16 @@ func (p *Processor) processUnit(ctx context.Context, identity string, unit []*it
 commits:
 	for len(pending) > 0 {
 		pl, err := p.plan(ctx, identity, pending, consistent)
+		if errors.Is(err, errStaleResolution) {
+			// The identity's membership changed since the attackers were
+			// resolved: route what is left again, from consistent reads.
+			p.cache.forgetIdentity(identity)
+			for _, it := range pending {
+				it.rerouted = true
+				p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
+			}
+			break
+		}
 		if err != nil {
 			fail(pending, err)
 			break
@@ -247,7 +291,13 @@ commits:
 	}
 	// Earlier commits of this unit may have stored events even if a later
 	// one failed: publish them now.
-	p.publish(ctx, identity, touched, unit, errs)
+	done := make([]*item, 0, len(unit))
+	for _, it := range unit {
+		if !it.rerouted {
+			done = append(done, it)
+		}
+	}
+	p.publish(ctx, identity, touched, done, errs)
 }
 
 func (p *Processor) maxConflicts() int {
@@ -283,8 +333,21 @@ type plan struct {
 	writes   []*item // the item behind each commit.Observations entry
 }
 
+// errStaleResolution reports that a unit's records were computed under
+// another membership than the one its attackers were resolved under.
+var errStaleResolution = errors.New("membership changed since the attackers were resolved")
+
 // plan applies pending items, in order, to fresh copies of their records
 // until the commit is full or an item needs a committed predecessor.
+//
+// Every record it writes must have been computed under the membership the
+// attackers were resolved under: a membership change rewrites every record
+// of the identities it changes with the new membership version, so a record
+// under another version means the resolution is stale (errStaleResolution),
+// and a stale record fails its version condition at commit. A record it
+// creates has no version to compare: the commit then writes the identity
+// record, whose membership is checked here and whose version is checked at
+// commit.
 func (p *Processor) plan(ctx context.Context, identity string, pending []*item, consistent bool) (*plan, error) {
 	primitives := make([]string, 0, len(pending))
 	for _, it := range pending {
@@ -299,7 +362,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 	inCommit := make(map[SeriesKey]bool)
 	written := make(map[SeriesKey]map[string]bool)
 	full := make(map[SeriesKey]map[string]Point) // whole series, once read
-	planned := make(map[SeriesKey][]Point)       // points written by this commit
+	planned := make(map[SeriesKey][]storedPoint) // points written by this commit
 	var budget commitBudget
 	for i, it := range pending {
 		if it.duplicate {
@@ -307,7 +370,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			continue
 		}
 		key, ref := it.key, it.obs.EvidenceRef
-		if written[key][ref] {
+		if written[it.store][ref] {
 			break // the same key twice: the second waits for the first
 		}
 		grow := 1
@@ -317,6 +380,24 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 		rec := records[key.Primitive]
 		if pl.commit.Items()+grow+1 > MaxCommitItems || !budget.fits(it.obs, it.carried, rec) { // +1: room for the identity
 			break
+		}
+		// Attackers of one identity may have been resolved at different
+		// times: each item's membership must be its record's.
+		res := it.res
+		if rec.Version > 0 && rec.Membership != res.membership {
+			return nil, errStaleResolution
+		}
+		rec.Membership = res.membership
+		if rec.Version == 0 {
+			if ident == nil {
+				if ident, err = p.loadIdentity(ctx, identity, consistent); err != nil {
+					return nil, err
+				}
+			}
+			if ident.Parent != "" || ident.Membership != res.membership || !ident.HasMember(identity, it.obs.AttackerUUID) {
+				return nil, errStaleResolution
+			}
+			pl.commit.Identity = ident
 		}
 		if len(rec.Pending()) >= MaxPendingEvents {
 			// The bus has not taken this series' events for a while: hold
@@ -330,11 +411,11 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 		point := it.obs.Point()
 		var state State
 		if it.replaces != "" || p.FullRecompute || !rec.Series.Compatible(kind, p.Thresholds) || full[key] != nil {
-			points, err := p.wholeSeries(ctx, key, full, planned[key])
+			points, err := p.wholeSeries(ctx, key, res.members, full, planned[key])
 			if err != nil {
 				return nil, err
 			}
-			points[ref] = point
+			points[pointKey(it.store, ref)] = point
 			all := make([]Point, 0, len(points))
 			for _, pt := range points {
 				all = append(all, pt)
@@ -350,7 +431,7 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			rec.Series.Add(point)
 			state = rec.Series.State(p.Thresholds)
 		}
-		planned[key] = append(planned[key], point)
+		planned[key] = append(planned[key], storedPoint{store: it.store, point: point})
 		events := slices.Clone(it.carried)
 		change := rec.Transition(state, it.obs.AttackerUUID)
 		if change != nil {
@@ -375,38 +456,49 @@ func (p *Processor) plan(ctx context.Context, identity string, pending []*item, 
 			}
 			pl.commit.Identity = ident
 		}
-		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: key, Observation: it.obs, Replaces: it.replaces, Events: events})
+		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: it.store, Observation: it.obs, Replaces: it.replaces, Events: events})
 		pl.writes = append(pl.writes, it)
 		if !inCommit[key] {
 			inCommit[key] = true
 			pl.commit.Series = append(pl.commit.Series, rec)
 		}
 		budget.add(pl.commit.Observations[len(pl.commit.Observations)-1], rec, pl.commit.Identity)
-		if written[key] == nil {
-			written[key] = make(map[string]bool)
+		if written[it.store] == nil {
+			written[it.store] = make(map[string]bool)
 		}
-		written[key][ref] = true
+		written[it.store][ref] = true
 		pl.consumed = i + 1
 	}
 	return pl, nil
 }
 
-// wholeSeries returns the series' points by evidence_ref: the stored ones,
-// read once per plan, with this plan's earlier points on top.
-func (p *Processor) wholeSeries(ctx context.Context, key SeriesKey, full map[SeriesKey]map[string]Point, planned []Point) (map[string]Point, error) {
+// storedPoint is a point with the series it is stored under.
+type storedPoint struct {
+	store SeriesKey
+	point Point
+}
+
+// pointKey names a point of an identity's series uniquely: the natural key
+// within the attacker's stored series.
+func pointKey(store SeriesKey, ref string) string { return store.String() + "\x00" + ref }
+
+// wholeSeries returns the points of an identity's series, the union of the
+// stored series of its members, by pointKey: read once per plan, with this
+// plan's earlier points on top.
+func (p *Processor) wholeSeries(ctx context.Context, key SeriesKey, members []string, full map[SeriesKey]map[string]Point, planned []storedPoint) (map[string]Point, error) {
 	if points := full[key]; points != nil {
 		return points, nil
 	}
-	stored, err := p.Store.LoadObservations(ctx, key)
+	union, err := p.loadUnion(ctx, members, []string{key.Primitive})
 	if err != nil {
-		return nil, fmt.Errorf("load series %s: %w", key, err)
+		return nil, err
 	}
-	points := make(map[string]Point, len(stored)+len(planned))
-	for _, o := range stored {
-		points[o.EvidenceRef] = o.Point()
+	points := make(map[string]Point, len(planned))
+	for _, o := range union[key.Primitive] {
+		points[pointKey(SeriesKey{IdentityUUID: StubIdentityID(o.AttackerUUID), Primitive: key.Primitive}, o.EvidenceRef)] = o.Point()
 	}
-	for _, pt := range planned {
-		points[pt.Ref] = pt
+	for _, sp := range planned {
+		points[pointKey(sp.store, sp.point.Ref)] = sp.point
 	}
 	full[key] = points
 	return points, nil

@@ -33,6 +33,9 @@ type SeriesRecord struct {
 	Outbox       []Event `json:"outbox,omitempty"`
 	NextPosition int64   `json:"next_position"`
 	Published    int64   `json:"-"` // stored apart so acks never conflict with writers
+	// Membership is the identity's membership version the record was
+	// computed under (see IdentityNode.Membership).
+	Membership int64 `json:"mv,omitempty"`
 }
 
 // NewSeriesRecord is the record of a series not seen before.
@@ -143,6 +146,7 @@ type IdentityRecord struct {
 	// armed (the set fell below the minimum since).
 	Fired      []string `json:"fired,omitempty"`
 	Suspicions int64    `json:"suspicions"`
+	IdentityNode
 }
 
 // Clone returns a deep copy.
@@ -150,6 +154,7 @@ func (r *IdentityRecord) Clone() *IdentityRecord {
 	c := *r
 	c.Flagged = slices.Clone(r.Flagged)
 	c.Fired = slices.Clone(r.Fired)
+	c.IdentityNode = r.IdentityNode.clone()
 	return &c
 }
 

@@ -22,7 +22,13 @@ type Identities interface {
 	// Identity returns the identity of attacker. On first sight it stores
 	// proposed; when concurrent first sightings race, every caller gets the
 	// identity stored first. The mapping never changes once stored.
+	//
+	// The identity is the attacker's literal one: its stub, or DECNET's once
+	// an identity event named it (CommitMembership changes it).
 	Identity(ctx context.Context, attackerUUID, proposed string) (string, error)
+	// LoadAttacker reads the attacker's record consistently; one never seen
+	// has an empty IdentityUUID and Version 0.
+	LoadAttacker(ctx context.Context, attackerUUID string) (*AttackerRecord, error)
 }
 
 // Store keeps observations, series records and identity records.
@@ -32,8 +38,12 @@ type Store interface {
 	// With consistent false the read may be slightly stale (it is cheaper);
 	// writes are conditioned on versions either way.
 	LoadSeries(ctx context.Context, identityUUID string, primitives []string, consistent bool) (map[string]*SeriesRecord, error)
-	// LoadIdentity returns the identity record, or a new one (Version 0).
+	// LoadIdentity returns the identity record, or a new one (Version 0),
+	// with the acknowledged position of its outbox.
 	LoadIdentity(ctx context.Context, identityUUID string, consistent bool) (*IdentityRecord, error)
+	// LoadIdentitySeries returns every series record of an identity, read
+	// consistently, keyed by primitive.
+	LoadIdentitySeries(ctx context.Context, identityUUID string) (map[string]*SeriesRecord, error)
 	// LoadObservations returns every stored observation of a series, read
 	// consistently, in no particular order.
 	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)
@@ -43,9 +53,15 @@ type Store interface {
 	// and with an error wrapping ErrVersionConflict when a record's stored
 	// version is not the one read. Records are stored with Version+1.
 	Commit(ctx context.Context, c *Commit) error
+	// CommitMembership writes all of c or nothing; it fails with an error
+	// wrapping ErrVersionConflict when any record's or attacker's stored
+	// version is not the one read. Everything is stored with Version+1.
+	CommitMembership(ctx context.Context, c *MembershipCommit) error
 	// Ack records that the events of a series' outbox up to position were
 	// accepted by the bus. It never lowers the acknowledged position. Only
-	// outbox events need it; events stored with observations need none.
+	// outbox events need it; events stored with observations need none. A
+	// key whose primitive is IdentityRecordKey acknowledges the identity
+	// record's outbox.
 	Ack(ctx context.Context, key SeriesKey, position int64) error
 }
 
@@ -123,4 +139,18 @@ type ObservationGoneError struct {
 
 func (e *ObservationGoneError) Error() string {
 	return fmt.Sprintf("observation %d of the commit: amended observation %s is no longer stored", e.Index, e.EvidenceRef)
+}
+
+// MembershipCommit is one atomic membership change: the attacker and
+// identity records it changes and every series record it recomputes or
+// retires, each conditioned on the version it was read at.
+type MembershipCommit struct {
+	Attackers  []*AttackerRecord
+	Identities []*IdentityRecord
+	Series     []*SeriesRecord
+}
+
+// Items counts the items the commit writes.
+func (c *MembershipCommit) Items() int {
+	return len(c.Attackers) + len(c.Identities) + len(c.Series)
 }

@@ -253,6 +253,9 @@ func (s *Store) LoadIdentity(ctx context.Context, identity string, consistent bo
 	if rec.Version, err = intAttr(out.Item, attrVersion); err != nil {
 		return nil, fmt.Errorf("identity record %s: %w", identity, err)
 	}
+	if rec.Published, err = intAttr(out.Item, attrPublished); err != nil {
+		return nil, fmt.Errorf("identity record %s: %w", identity, err)
+	}
 	return rec, nil
 }
 

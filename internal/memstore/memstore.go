@@ -21,7 +21,7 @@ var (
 // Store is an in-memory attribution.Store and attribution.Identities.
 type Store struct {
 	mu           sync.Mutex
-	attackers    map[string]string
+	attackers    map[string]*attribution.AttackerRecord
 	observations map[attribution.SeriesKey]map[string]storedObservation
 	records      map[attribution.SeriesKey]*attribution.SeriesRecord
 	published    map[attribution.SeriesKey]int64
@@ -37,7 +37,7 @@ type storedObservation struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		attackers:    make(map[string]string),
+		attackers:    make(map[string]*attribution.AttackerRecord),
 		observations: make(map[attribution.SeriesKey]map[string]storedObservation),
 		records:      make(map[attribution.SeriesKey]*attribution.SeriesRecord),
 		published:    make(map[attribution.SeriesKey]int64),
@@ -49,11 +49,86 @@ func New() *Store {
 func (s *Store) Identity(_ context.Context, attacker, proposed string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id, ok := s.attackers[attacker]; ok {
-		return id, nil
+	if r, ok := s.attackers[attacker]; ok {
+		return r.IdentityUUID, nil
 	}
-	s.attackers[attacker] = proposed
+	s.attackers[attacker] = &attribution.AttackerRecord{AttackerUUID: attacker, IdentityUUID: proposed}
 	return proposed, nil
+}
+
+// LoadAttacker implements attribution.Identities.
+func (s *Store) LoadAttacker(_ context.Context, attacker string) (*attribution.AttackerRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.attackers[attacker]; ok {
+		c := *r
+		return &c, nil
+	}
+	return &attribution.AttackerRecord{AttackerUUID: attacker}, nil
+}
+
+// LoadIdentitySeries implements attribution.Store.
+func (s *Store) LoadIdentitySeries(_ context.Context, identity string) (map[string]*attribution.SeriesRecord, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*attribution.SeriesRecord)
+	for k, r := range s.records {
+		if k.IdentityUUID == identity {
+			c := r.Clone()
+			c.Published = s.published[k]
+			out[k.Primitive] = c
+		}
+	}
+	return out, nil
+}
+
+// CommitMembership implements attribution.Store: all or nothing, checking
+// every version before writing anything.
+func (s *Store) CommitMembership(_ context.Context, c *attribution.MembershipCommit) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range c.Attackers {
+		var stored int64
+		if r, ok := s.attackers[a.AttackerUUID]; ok {
+			stored = r.Version
+		}
+		if stored != a.Version {
+			return fmt.Errorf("attacker %s: %w", a.AttackerUUID, attribution.ErrVersionConflict)
+		}
+	}
+	for _, r := range c.Identities {
+		if s.identityVersion(r.IdentityUUID) != r.Version {
+			return fmt.Errorf("identity %s: %w", r.IdentityUUID, attribution.ErrVersionConflict)
+		}
+	}
+	for _, r := range c.Series {
+		if s.version(r.Key) != r.Version {
+			return fmt.Errorf("series %s: %w", r.Key, attribution.ErrVersionConflict)
+		}
+	}
+	for _, a := range c.Attackers {
+		stored := *a
+		stored.Version++
+		s.attackers[a.AttackerUUID] = &stored
+	}
+	for _, r := range c.Identities {
+		stored := r.Clone()
+		stored.Version++
+		s.identities[stored.IdentityUUID] = stored
+	}
+	for _, r := range c.Series {
+		stored := r.Clone()
+		stored.Version++
+		s.records[r.Key] = stored
+	}
+	return nil
+}
+
+func (s *Store) identityVersion(id string) int64 {
+	if r, ok := s.identities[id]; ok {
+		return r.Version
+	}
+	return 0
 }
 
 // LoadSeries implements attribution.Store.
@@ -77,7 +152,9 @@ func (s *Store) LoadIdentity(_ context.Context, identity string, _ bool) (*attri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.identities[identity]; ok {
-		return r.Clone(), nil
+		c := r.Clone()
+		c.Published = s.published[attribution.SeriesKey{IdentityUUID: identity, Primitive: attribution.IdentityRecordKey}]
+		return c, nil
 	}
 	return &attribution.IdentityRecord{IdentityUUID: identity}, nil
 }
@@ -116,11 +193,7 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 		}
 	}
 	if c.Identity != nil {
-		var stored int64
-		if r, ok := s.identities[c.Identity.IdentityUUID]; ok {
-			stored = r.Version
-		}
-		if stored != c.Identity.Version {
+		if s.identityVersion(c.Identity.IdentityUUID) != c.Identity.Version {
 			return fmt.Errorf("identity %s: %w", c.Identity.IdentityUUID, attribution.ErrVersionConflict)
 		}
 	}
@@ -158,6 +231,17 @@ func (s *Store) Ack(_ context.Context, key attribution.SeriesKey, position int64
 		s.published[key] = position
 	}
 	return nil
+}
+
+// IdentityRecords returns every identity record, by identity.
+func (s *Store) IdentityRecords() map[string]*attribution.IdentityRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*attribution.IdentityRecord, len(s.identities))
+	for id, r := range s.identities {
+		out[id] = r.Clone()
+	}
+	return out
 }
 
 // Records returns every series record, sorted by identity and primitive.

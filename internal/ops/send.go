@@ -183,9 +183,9 @@ func check(lineNo int, body []byte, reg attribution.Registry) (LineProblem, bool
 	if err := sqsBody(body); err != nil {
 		return LineProblem{Line: lineNo, Field: "body", Reason: "body: " + err.Error()}, true
 	}
-	obs, err := attribution.DecodeMessage(body)
-	if err == nil {
-		err = obs.Validate(reg.Kind(obs.Primitive))
+	d, err := attribution.Decode(body)
+	if err == nil && d.Identity == nil && d.Ignored == "" {
+		err = d.Observation.Validate(reg.Kind(d.Observation.Primitive))
 	}
 	if err != nil {
 		return LineProblem{Line: lineNo, Field: attribution.ErrorField(err), Reason: err.Error()}, true

@@ -33,6 +33,7 @@ type Result struct {
 	BadLines    int
 	Transitions int
 	Suspicions  int
+	Rekeyed     int
 }
 
 // Run reads messages (one JSON object per line, in arrival order) from in,
@@ -74,21 +75,43 @@ func Run(ctx context.Context, in io.Reader, out, errOut io.Writer, opts Options)
 			break
 		}
 	}
-	records := store.Records()
-	sort.SliceStable(records, func(i, j int) bool {
-		if records[i].AttackerUUID != records[j].AttackerUUID {
-			return records[i].AttackerUUID < records[j].AttackerUUID
-		}
-		return records[i].Key.Primitive < records[j].Key.Primitive
-	})
-	for _, rec := range records {
+	if err := writeStates(pub.enc, store); err != nil {
+		return res, err
+	}
+	return res, w.Flush()
+}
+
+// writeStates writes one line per series of a canonical identity with
+// attackers, sorted by attacker_uuid (null first), identity and primitive.
+// The series of identities that stopped being canonical are not states.
+func writeStates(enc *json.Encoder, store *memstore.Store) error {
+	identities := store.IdentityRecords()
+	var lines []stateLine
+	for _, rec := range store.Records() {
 		if rec.Current == nil {
 			continue
 		}
-		if err := pub.enc.Encode(stateLine{
+		id := rec.Key.IdentityUUID
+		node := identities[id]
+		if node == nil {
+			node = &attribution.IdentityRecord{}
+		}
+		if node.Parent != "" {
+			continue
+		}
+		attackers := node.EffectiveMembers(id, rec.AttackerUUID)
+		if len(attackers) == 0 {
+			continue
+		}
+		var single *string
+		if len(attackers) == 1 && attribution.StubIdentityID(attackers[0]) == id {
+			single = &attackers[0]
+		}
+		lines = append(lines, stateLine{
 			Type:              "state",
-			AttackerUUID:      rec.AttackerUUID,
-			IdentityUUID:      rec.Key.IdentityUUID,
+			AttackerUUID:      single,
+			IdentityUUID:      id,
+			Attackers:         attackers,
 			Primitive:         rec.Key.Primitive,
 			State:             rec.Current.State,
 			CurrentValue:      rec.Current.CurrentValue,
@@ -96,17 +119,39 @@ func Run(ctx context.Context, in io.Reader, out, errOut io.Writer, opts Options)
 			ObservationCount:  rec.Current.ObservationCount,
 			LastChangeTS:      rec.LastChangeTS,
 			LastObservationTS: rec.Current.LastObservationTS,
-		}); err != nil {
-			return res, fmt.Errorf("write state: %w", err)
+		})
+	}
+	deref := func(s *string) string {
+		if s == nil {
+			return ""
+		}
+		return *s
+	}
+	sort.SliceStable(lines, func(i, j int) bool {
+		a, b := lines[i], lines[j]
+		if deref(a.AttackerUUID) != deref(b.AttackerUUID) {
+			return deref(a.AttackerUUID) < deref(b.AttackerUUID)
+		}
+		if a.IdentityUUID != b.IdentityUUID {
+			return a.IdentityUUID < b.IdentityUUID
+		}
+		return a.Primitive < b.Primitive
+	})
+	for _, l := range lines {
+		if err := enc.Encode(l); err != nil {
+			return fmt.Errorf("write state: %w", err)
 		}
 	}
-	return res, w.Flush()
+	return nil
 }
 
 type stateLine struct {
-	Type              string            `json:"type"`
-	AttackerUUID      string            `json:"attacker_uuid"`
+	Type string `json:"type"`
+	// AttackerUUID is the single attacker of a provisional (stub) identity;
+	// null for one of DECNET's identities.
+	AttackerUUID      *string           `json:"attacker_uuid"`
 	IdentityUUID      string            `json:"identity_uuid"`
+	Attackers         []string          `json:"attackers"`
 	Primitive         string            `json:"primitive"`
 	State             string            `json:"state"`
 	CurrentValue      attribution.Value `json:"current_value"`
@@ -137,6 +182,15 @@ type suspectedLine struct {
 	EvidenceSummary string   `json:"evidence_summary"`
 	Confidence      float64  `json:"confidence"`
 	TS              float64  `json:"ts"`
+}
+
+type rekeyedLine struct {
+	Type         string   `json:"type"`
+	IdentityUUID string   `json:"identity_uuid"`
+	Into         string   `json:"into"`
+	Primitives   []string `json:"primitives"`
+	Cause        string   `json:"cause"`
+	TS           float64  `json:"ts"`
 }
 
 // linePublisher writes each event as a line the moment it is first
@@ -178,6 +232,16 @@ func (p *linePublisher) Publish(_ context.Context, events []attribution.Event) e
 				Type: e.DetailType, AttackerUUID: d.AttackerUUID, IdentityUUID: d.IdentityUUID,
 				Primitives: d.Primitives, EvidenceSummary: d.EvidenceSummary,
 				Confidence: d.Confidence, TS: d.TS,
+			}
+		case attribution.EventIdentityRekeyed:
+			var d attribution.IdentityRekeyed
+			if err := json.Unmarshal(e.Detail, &d); err != nil {
+				return p.fail(err)
+			}
+			p.res.Rekeyed++
+			line = rekeyedLine{
+				Type: e.DetailType, IdentityUUID: d.IdentityUUID, Into: d.Into,
+				Primitives: d.Primitives, Cause: d.Cause, TS: d.TS,
 			}
 		default:
 			return p.fail(fmt.Errorf("unknown event type %q", e.DetailType))

@@ -22,7 +22,7 @@ func New() (*Validator, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertContent()
-	files := []string{schemas.ObservationMessage, schemas.StateChanged, schemas.MultiActorSuspected}
+	files := []string{schemas.ObservationMessage, schemas.StateChanged, schemas.MultiActorSuspected, schemas.IdentityRekeyed}
 	compiled := make(map[string]*jsonschema.Schema, len(files))
 	for _, name := range files {
 		data, err := schemas.FS.ReadFile(name)
@@ -49,10 +49,12 @@ func New() (*Validator, error) {
 		details: map[string]*jsonschema.Schema{
 			attribution.EventStateChanged:        compiled[schemas.StateChanged],
 			attribution.EventMultiActorSuspected: compiled[schemas.MultiActorSuspected],
+			attribution.EventIdentityRekeyed:     compiled[schemas.IdentityRekeyed],
 		},
 		resources: map[string]string{
 			attribution.EventStateChanged:        schemas.StateChanged,
 			attribution.EventMultiActorSuspected: schemas.MultiActorSuspected,
+			attribution.EventIdentityRekeyed:     schemas.IdentityRekeyed,
 		},
 	}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -432,5 +433,39 @@ func TestDetailSchemasReject(t *testing.T) {
 	}
 	if err := v.Detail("attribution.profile.unknown", []byte(`{}`)); err == nil {
 		t.Error("an unknown detail-type validated")
+	}
+}
+
+// TestIdentityStreamEventsMatchTheDetailSchemas: the events a membership
+// change causes (transitions recomputed from the union, suspicions, and
+// attribution.identity.rekeyed) match their schemas.
+func TestIdentityStreamEventsMatchTheDetailSchemas(t *testing.T) {
+	v := mustValidator(t)
+	var msgs []json.RawMessage
+	for i, val := range []string{"a", "b", "a", "b", "a", "b"} {
+		for j, p := range []string{"motor.input_modality", "environmental.locale"} {
+			attacker := []string{"att-1", "att-2"}[i%2]
+			msgs = append(msgs, json.RawMessage(fmt.Sprintf(
+				`{"attacker_uuid":%q,"primitive":%q,"evidence_ref":"r%d-%d","ts":%d,"value":%q}`, attacker, p, i, j, 100+i, val)))
+		}
+	}
+	for i, e := range []string{
+		`{"v":1,"id":"e1","topic":"identity.formed","ts":200,"payload":{"identity_uuid":"I1","observation_uuids":["att-1"]}}`,
+		`{"v":1,"id":"e2","topic":"identity.formed","ts":201,"payload":{"identity_uuid":"I2","observation_uuids":["att-2"]}}`,
+		`{"v":1,"id":"e3","topic":"identity.merged","ts":202,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`,
+		`{"v":1,"id":"e4","topic":"identity.unmerged","ts":203,"payload":{"resurrected_uuid":"I2","former_winner_uuid":"I1"}}`,
+	} {
+		msgs = slices.Insert(msgs, 3*i+2, json.RawMessage(e))
+	}
+	rec := mustReplay(t, attribution.BuiltinRegistry(), msgs)
+	counts := map[string]int{}
+	for _, e := range rec.events {
+		counts[e.DetailType]++
+		if err := v.Detail(e.DetailType, e.Detail); err != nil {
+			t.Errorf("%s %s: %v", e.DetailType, e.Detail, err)
+		}
+	}
+	if counts[attribution.EventIdentityRekeyed] < 3 || counts[attribution.EventMultiActorSuspected] < 1 {
+		t.Fatalf("events by type %v: want rekeyed events and a suspicion", counts)
 	}
 }

@@ -29,6 +29,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("identity record is versioned", func(t *testing.T) { testIdentityRecord(t, newStore(t)) })
 	t.Run("outbox ack never lowers the position", func(t *testing.T) { testAck(t, newStore(t)) })
 	t.Run("concurrent commits on one record: one wins", func(t *testing.T) { testConcurrentCommits(t, newStore(t)) })
+	t.Run("membership change writes all or nothing", func(t *testing.T) { testMembershipCommit(t, newStore(t)) })
+	t.Run("identity record outbox is acknowledged", func(t *testing.T) { testIdentityOutbox(t, newStore(t)) })
 }
 
 func observation(ref string, ts float64, value string) attribution.Observation {
@@ -320,5 +322,124 @@ func testConcurrentCommits(t *testing.T, s Backend) {
 	obs, _ := s.LoadObservations(ctx, key)
 	if won != 1 || len(obs) != 2 || mustLoad(t, s, key).Series.Count != 2 {
 		t.Fatalf("%d writers won, %d observations stored; want exactly one winner", won, len(obs))
+	}
+}
+
+func testMembershipCommit(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	stub := attribution.StubIdentityID("att-m")
+	if _, err := s.Identity(ctx, "att-m", stub); err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.LoadAttacker(ctx, "att-m")
+	if err != nil || first.IdentityUUID != stub || first.Version != 0 || !first.Stamp.IsZero() {
+		t.Fatalf("first sighting's attacker record: %+v, %v", first, err)
+	}
+	unseen, err := s.LoadAttacker(ctx, "att-unseen")
+	if err != nil || unseen.IdentityUUID != "" || unseen.Version != 0 {
+		t.Fatalf("attacker never seen: %+v, %v", unseen, err)
+	}
+	key := attribution.SeriesKey{IdentityUUID: "id-m", Primitive: "motor.input_modality"}
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), observation("r1", 1, `"x"`), "")); err != nil {
+		t.Fatal(err)
+	}
+	rec := mustLoad(t, s, key)
+	ident, err := s.LoadIdentity(ctx, "id-m", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := attribution.Stamp{TS: 1714054176.25, ID: "e-1"}
+	moved := *first
+	moved.IdentityUUID, moved.Stamp = "id-m", stamp
+	ident.Members, ident.Membered, ident.Membership = []string{"att-m"}, true, 1
+	rec.Membership = 1
+	other := attribution.NewSeriesRecord(attribution.SeriesKey{IdentityUUID: "id-m", Primitive: "cognitive.command_planning"}, attribution.Categorical, th)
+	other.Membership = 1
+	change := &attribution.MembershipCommit{
+		Attackers:  []*attribution.AttackerRecord{&moved},
+		Identities: []*attribution.IdentityRecord{ident},
+		Series:     []*attribution.SeriesRecord{rec, other},
+	}
+	if err := s.CommitMembership(ctx, change); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LoadAttacker(ctx, "att-m")
+	if err != nil || got.IdentityUUID != "id-m" || got.Stamp != stamp || got.Version != 1 {
+		t.Fatalf("attacker after the change: %+v, %v", got, err)
+	}
+	if id, err := s.Identity(ctx, "att-m", stub); err != nil || id != "id-m" {
+		t.Fatalf("identity after the change: %q, %v", id, err)
+	}
+	all, err := s.LoadIdentitySeries(ctx, "id-m")
+	if err != nil || len(all) != 2 || all[key.Primitive] == nil || all[key.Primitive].Version != 2 || all[key.Primitive].Membership != 1 {
+		t.Fatalf("series of the identity: %+v, %v", all, err)
+	}
+	storedIdent, err := s.LoadIdentity(ctx, "id-m", true)
+	if err != nil || storedIdent.Version != ident.Version+1 || !storedIdent.HasMember("id-m", "att-m") || storedIdent.Membership != 1 {
+		t.Fatalf("identity record after the change: %+v, %v", storedIdent, err)
+	}
+	// A change planned on what was read before conflicts, whichever item is
+	// stale, and writes nothing.
+	for name, stale := range map[string]func(*attribution.MembershipCommit){
+		"attacker": func(c *attribution.MembershipCommit) { c.Attackers[0].Version = 0 },
+		"identity": func(c *attribution.MembershipCommit) { c.Identities[0].Version = ident.Version },
+		"series":   func(c *attribution.MembershipCommit) { c.Series[0].Version = 1 },
+	} {
+		again := *got
+		again.IdentityUUID = "id-other"
+		fresh := storedIdent.Clone()
+		fresh.Members = nil
+		freshRec := all[key.Primitive].Clone()
+		c := &attribution.MembershipCommit{
+			Attackers:  []*attribution.AttackerRecord{&again},
+			Identities: []*attribution.IdentityRecord{fresh},
+			Series:     []*attribution.SeriesRecord{freshRec},
+		}
+		stale(c)
+		if err := s.CommitMembership(ctx, c); !errors.Is(err, attribution.ErrVersionConflict) {
+			t.Fatalf("stale %s: err = %v, want a version conflict", name, err)
+		}
+		if a, _ := s.LoadAttacker(ctx, "att-m"); a.IdentityUUID != "id-m" || a.Version != 1 {
+			t.Fatalf("stale %s: the attacker was written: %+v", name, a)
+		}
+		if i, _ := s.LoadIdentity(ctx, "id-m", true); i.Version != storedIdent.Version {
+			t.Fatalf("stale %s: the identity record was written", name)
+		}
+	}
+	// A first sighting after the attacker was named keeps what was named.
+	named := &attribution.AttackerRecord{AttackerUUID: "att-named", IdentityUUID: "id-m", Stamp: stamp}
+	if err := s.CommitMembership(ctx, &attribution.MembershipCommit{Attackers: []*attribution.AttackerRecord{named}}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Identity(ctx, "att-named", attribution.StubIdentityID("att-named")); err != nil || id != "id-m" {
+		t.Fatalf("first sighting of an attacker an identity event named: %q, %v", id, err)
+	}
+}
+
+func testIdentityOutbox(t *testing.T, s Backend) {
+	ctx := context.Background()
+	rec, err := s.LoadIdentity(ctx, "id-outbox", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Parent = "id-winner"
+	rec.Outbox = []attribution.Event{{ID: "e1", DetailType: attribution.EventIdentityRekeyed, Position: 1, Detail: []byte(`{}`)}}
+	rec.NextPosition = 1
+	if err := s.CommitMembership(ctx, &attribution.MembershipCommit{Identities: []*attribution.IdentityRecord{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LoadIdentity(ctx, "id-outbox", true)
+	if err != nil || len(got.Pending()) != 1 || got.Parent != "id-winner" {
+		t.Fatalf("stored identity record: %+v, %v", got, err)
+	}
+	if err := s.Ack(ctx, attribution.SeriesKey{IdentityUUID: "id-outbox", Primitive: attribution.IdentityRecordKey}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.LoadIdentity(ctx, "id-outbox", true); err != nil || len(got.Pending()) != 0 || got.Version != 1 {
+		t.Fatalf("after the ack: %+v, %v", got, err)
+	}
+	if series, err := s.LoadIdentitySeries(ctx, "id-outbox"); err != nil || len(series) != 0 {
+		t.Fatalf("the identity record is not a series: %+v, %v", series, err)
 	}
 }

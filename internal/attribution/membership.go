@@ -1,0 +1,668 @@
+package attribution
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// resolution is where an attacker's observations go: its canonical
+// identity, the membership version it was read at and the identity's
+// members (whose stored series make up the identity's series).
+type resolution struct {
+	identity   string
+	membership int64
+	members    []string
+}
+
+// resolve finds the canonical identity of attacker: its literal identity,
+// then merges followed to the end of the chain. The canonical identity's
+// record must list the attacker as a member: reads of several items are not
+// atomic, and a membership change committed between them shows as a
+// missing member, then everything is read again consistently.
+func (p *Processor) resolve(ctx context.Context, attacker string, consistent bool) (resolution, error) {
+	if !consistent {
+		if r, ok := p.cache.attacker(attacker); ok {
+			return r, nil
+		}
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		fresh := consistent || attempt > 0
+		var literal string
+		if fresh {
+			rec, err := p.Identities.LoadAttacker(ctx, attacker)
+			if err != nil {
+				return resolution{}, fmt.Errorf("resolve identity of attacker %s: %w", attacker, err)
+			}
+			literal = rec.IdentityUUID
+		}
+		if literal == "" {
+			id, err := p.Identities.Identity(ctx, attacker, StubIdentityID(attacker))
+			if err != nil {
+				return resolution{}, fmt.Errorf("resolve identity of attacker %s: %w", attacker, err)
+			}
+			literal = id
+		}
+		if literal == StubIdentityID(attacker) && !fresh {
+			// An attacker still on its stub never left it (no identity
+			// event names a stub): the stub's membership is the attacker
+			// alone, at version 0. If it did leave meanwhile, the stub's
+			// records carry a later version and the plan resolves again.
+			r := resolution{identity: literal, members: []string{attacker}}
+			p.cache.putAttacker(attacker, r)
+			return r, nil
+		}
+		id := literal
+		var rec *IdentityRecord
+		for hops := 0; ; hops++ {
+			if hops > MaxMergeChain {
+				return resolution{}, fmt.Errorf("resolve identity of attacker %s: more than %d merges from %s", attacker, MaxMergeChain, literal)
+			}
+			var err error
+			if fresh {
+				p.cache.forgetIdentity(id)
+			}
+			if rec, err = p.loadIdentity(ctx, id, fresh); err != nil {
+				return resolution{}, err
+			}
+			if rec.Parent == "" {
+				break
+			}
+			id = rec.Parent
+		}
+		if rec.HasMember(id, attacker) {
+			r := resolution{identity: id, membership: rec.Membership, members: slices.Clone(rec.EffectiveMembers(id, attacker))}
+			p.cache.putAttacker(attacker, r)
+			return r, nil
+		}
+	}
+	return resolution{}, &Error{Code: ECONFLICT, Message: fmt.Sprintf("attacker %s: its membership kept changing while it was resolved; retry", attacker)}
+}
+
+// unionReads bounds the concurrent reads of one union.
+const unionReads = 8
+
+// loadUnion reads the stored series of every member for each primitive:
+// the observations of an identity's series, by primitive.
+func (p *Processor) loadUnion(ctx context.Context, members, primitives []string) (map[string][]Observation, error) {
+	type job struct{ member, primitive string }
+	var jobs []job
+	for _, prim := range primitives {
+		for _, m := range members {
+			jobs = append(jobs, job{m, prim})
+		}
+	}
+	out := make(map[string][]Observation, len(primitives))
+	var mu sync.Mutex
+	var firstErr error
+	limit := make(chan struct{}, unionReads)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		limit <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-limit; wg.Done() }()
+			key := SeriesKey{IdentityUUID: StubIdentityID(j.member), Primitive: j.primitive}
+			obs, err := p.Store.LoadObservations(ctx, key)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("load series %s of attacker %s: %w", key, j.member, err)
+				}
+				return
+			}
+			out[j.primitive] = append(out[j.primitive], obs...)
+		}()
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+// applyIdentityEvent applies one identity event of DECNET's clusterer. Each
+// fact it sets (an attacker's identity, an identity's merge) keeps the
+// event's stamp, and an event not newer than the fact's stamp changes
+// nothing: redeliveries and late arrivals are no-ops. identity.formed is
+// applied one attacker at a time, each an atomic change.
+func (p *Processor) applyIdentityEvent(ctx context.Context, ev *IdentityEvent) error {
+	switch ev.Topic {
+	case TopicIdentityFormed, TopicIdentityLinked:
+		for _, a := range ev.Attackers {
+			if err := p.changeMembership(ctx, ev, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return p.changeMembership(ctx, ev, "")
+	}
+}
+
+// changeMembership plans, commits and publishes one membership change,
+// planning again after a version conflict (a concurrent writer won).
+func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, attacker string) error {
+	for conflicts := 0; ; {
+		ch, err := p.planMembership(ctx, ev, attacker)
+		if err != nil {
+			return err
+		}
+		if ch.commit.Items() == 0 {
+			// Nothing to change: this event is a redelivery or was
+			// superseded. Its first delivery may have died before
+			// publishing; publish what is pending where it applied.
+			if err := p.flushIdentities(ctx, ch.flush); err != nil {
+				return err
+			}
+			return ch.report
+		}
+		if n := ch.commit.Items(); n > MaxCommitItems {
+			return fmt.Errorf("%s: the change writes %d items, more than the %d of one transaction", ev.Topic, n, MaxCommitItems)
+		}
+		err = p.Store.CommitMembership(ctx, ch.commit)
+		if errors.Is(err, ErrVersionConflict) {
+			conflicts++
+			p.count(MetricVersionConflicts, 1)
+			if conflicts > p.maxConflicts() {
+				return fmt.Errorf("%s: gave up after %d version conflicts in a row: %w", ev.Topic, conflicts, err)
+			}
+			p.sleep(ctx, backoff(conflicts))
+			continue
+		}
+		for _, r := range ch.commit.Identities {
+			p.cache.forgetIdentity(r.IdentityUUID)
+		}
+		p.cache.forgetAttackers(ch.moved)
+		if err != nil {
+			return fmt.Errorf("%s: commit membership change: %w", ev.Topic, err)
+		}
+		p.cache.putMembership(ch.commit)
+		if ch.recomputed {
+			p.count(MetricMembership, 1)
+		}
+		p.count(MetricTransitions, ch.transitions)
+		p.count(MetricSuspicions, ch.suspicions)
+		if err := p.publishMembership(ctx, ch.commit); err != nil {
+			return err
+		}
+		return ch.report
+	}
+}
+
+// membershipChange is one planned change.
+type membershipChange struct {
+	ev       *IdentityEvent
+	attacker string // the attacker linked, for formed and linked
+	commit   *MembershipCommit
+	// report is an invalid-input error about an event that was applied all
+	// the same (an unmerge of a merge not seen: its stamp is kept so that
+	// the merge, arriving late, changes nothing).
+	report     error
+	moved      []string // attackers whose canonical identity may change
+	flush      []string // identities whose pending events to publish
+	recomputed bool
+	// transitions and suspicions are counted once the change is committed:
+	// a conflict plans it again.
+	transitions, suspicions int
+
+	nodes  map[string]*IdentityRecord
+	before map[string]nodeBefore
+	dirty  map[string]bool // nodes to write
+}
+
+// nodeBefore is what a node was before the change.
+type nodeBefore struct {
+	canonical  bool
+	members    []string
+	membership int64
+}
+
+func (ch *membershipChange) invalid(field, format string, args ...any) error {
+	return Invalidf(field, "%s: "+format, append([]any{ch.ev.Topic}, args...)...)
+}
+
+// node returns the working copy of an identity's record, read consistently
+// once per plan.
+func (p *Processor) node(ctx context.Context, ch *membershipChange, id string) (*IdentityRecord, error) {
+	if n := ch.nodes[id]; n != nil {
+		return n, nil
+	}
+	n, err := p.Store.LoadIdentity(ctx, id, true)
+	if err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", id, err)
+	}
+	n.IdentityUUID = id
+	ch.nodes[id] = n
+	ch.before[id] = nodeBefore{canonical: n.Parent == "", members: slices.Clone(n.EffectiveMembers(id, ch.attacker)), membership: n.Membership}
+	return n, nil
+}
+
+// chain returns id and the identities it is merged into, up to the
+// canonical one.
+func (p *Processor) chain(ctx context.Context, ch *membershipChange, id string) ([]*IdentityRecord, error) {
+	var out []*IdentityRecord
+	for x := id; x != ""; {
+		if len(out) > MaxMergeChain {
+			return nil, fmt.Errorf("identity %s: more than %d merges in its chain", id, MaxMergeChain)
+		}
+		n, err := p.node(ctx, ch, x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+		x = n.Parent
+	}
+	return out, nil
+}
+
+// regroup adds members to (or removes them from) id and every identity it
+// is merged into.
+func (p *Processor) regroup(ctx context.Context, ch *membershipChange, id string, members []string, add bool) error {
+	nodes, err := p.chain(ctx, ch, id)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		set := slices.Clone(n.EffectiveMembers(n.IdentityUUID, ch.attacker))
+		for _, m := range members {
+			i, found := slices.BinarySearch(set, m)
+			switch {
+			case add && !found:
+				set = slices.Insert(set, i, m)
+			case !add && found:
+				set = slices.Delete(set, i, i+1)
+			}
+		}
+		n.Members, n.Membered = set, true
+		n.Membership++
+		ch.dirty[n.IdentityUUID] = true
+	}
+	return nil
+}
+
+func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attacker string) (*membershipChange, error) {
+	ch := &membershipChange{
+		ev: ev, attacker: attacker, commit: &MembershipCommit{},
+		nodes: make(map[string]*IdentityRecord), before: make(map[string]nodeBefore), dirty: make(map[string]bool),
+	}
+	newer := func(fact Stamp) bool { return fact.IsZero() || ev.Stamp.Compare(fact) > 0 }
+	switch ev.Topic {
+	case TopicIdentityFormed, TopicIdentityLinked:
+		ch.flush = []string{ev.Identity}
+		ar, err := p.Identities.LoadAttacker(ctx, attacker)
+		if err != nil {
+			return nil, fmt.Errorf("load attacker %s: %w", attacker, err)
+		}
+		ar.AttackerUUID = attacker
+		if !newer(ar.Stamp) {
+			return ch, nil
+		}
+		old := ar.IdentityUUID
+		if old == "" {
+			// Never seen: its stub would be its identity. Its record is
+			// written all the same, so that a first sighting racing with
+			// this change cannot create series under the stub.
+			old = StubIdentityID(attacker)
+		}
+		ar.IdentityUUID, ar.Stamp = ev.Identity, ev.Stamp
+		ch.commit.Attackers = append(ch.commit.Attackers, ar)
+		ch.moved = []string{attacker}
+		if old != ev.Identity {
+			if err := p.regroup(ctx, ch, old, []string{attacker}, false); err != nil {
+				return nil, err
+			}
+			if err := p.regroup(ctx, ch, ev.Identity, []string{attacker}, true); err != nil {
+				return nil, err
+			}
+		}
+	case TopicIdentityMerged:
+		ch.flush = []string{ev.Winner, ev.Loser}
+		loser, err := p.node(ctx, ch, ev.Loser)
+		if err != nil {
+			return nil, err
+		}
+		if !newer(loser.ParentStamp) {
+			return ch, nil
+		}
+		winnerChain, err := p.chain(ctx, ch, ev.Winner)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range winnerChain {
+			if n.IdentityUUID == ev.Loser {
+				return nil, ch.invalid("payload.winner_uuid", "merging %s into %s would form a cycle: %s is already merged into %s (%s)",
+					ev.Loser, ev.Winner, ev.Winner, ev.Loser, chainText(winnerChain))
+			}
+		}
+		loser.ParentStamp = ev.Stamp
+		ch.dirty[ev.Loser] = true
+		if loser.Parent != ev.Winner {
+			members := slices.Clone(loser.EffectiveMembers(ev.Loser, ""))
+			ch.moved = members
+			if err := p.detach(ctx, ch, loser, members); err != nil {
+				return nil, err
+			}
+			loser.Parent = ev.Winner
+			winner := winnerChain[0]
+			if i, found := slices.BinarySearch(winner.Children, ev.Loser); !found {
+				winner.Children = slices.Insert(winner.Children, i, ev.Loser)
+			}
+			ch.dirty[ev.Winner] = true
+			if err := p.regroup(ctx, ch, ev.Winner, members, true); err != nil {
+				return nil, err
+			}
+			// The loser's own membership did not change, but it is no
+			// longer canonical: its version moves so that writes planned
+			// while it was are refused.
+			loser.Membership++
+		}
+	case TopicIdentityUnmerged:
+		ch.flush = []string{ev.Winner, ev.Loser}
+		loser, err := p.node(ctx, ch, ev.Loser)
+		if err != nil {
+			return nil, err
+		}
+		if !newer(loser.ParentStamp) {
+			return ch, nil
+		}
+		loser.ParentStamp = ev.Stamp
+		ch.dirty[ev.Loser] = true
+		if loser.Parent == "" {
+			ch.report = ch.invalid("payload.resurrected_uuid", "no merge of %s into %s has been seen (kept, so that the merge arriving later changes nothing)", ev.Loser, ev.Winner)
+			break
+		}
+		chainNodes, err := p.chain(ctx, ch, loser.Parent)
+		if err != nil {
+			return nil, err
+		}
+		if !onChainAt(chainNodes, ev.Winner, ev.Stamp) {
+			ch.report = ch.invalid("payload.former_winner_uuid", "%s is merged into %s, not into %s (revoked all the same)", ev.Loser, chainText(chainNodes), ev.Winner)
+		}
+		members := slices.Clone(loser.EffectiveMembers(ev.Loser, ""))
+		ch.moved = members
+		if err := p.detach(ctx, ch, loser, members); err != nil {
+			return nil, err
+		}
+		loser.Parent = ""
+		loser.Membership++
+	}
+	if err := p.settleMembership(ctx, ch); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// detach takes a merged identity and its members out of the identities it
+// is merged into.
+func (p *Processor) detach(ctx context.Context, ch *membershipChange, n *IdentityRecord, members []string) error {
+	if n.Parent == "" {
+		return nil
+	}
+	parent, err := p.node(ctx, ch, n.Parent)
+	if err != nil {
+		return err
+	}
+	if i, found := slices.BinarySearch(parent.Children, n.IdentityUUID); found {
+		parent.Children = slices.Delete(parent.Children, i, i+1)
+	}
+	ch.dirty[parent.IdentityUUID] = true
+	return p.regroup(ctx, ch, n.Parent, members, false)
+}
+
+// onChainAt reports whether winner is on the chain as it stood at stamp s:
+// found on it, or the chain changed after s at some hop (then what it was
+// cannot be told, and the unmerge is taken at its word).
+func onChainAt(chain []*IdentityRecord, winner string, s Stamp) bool {
+	for _, n := range chain {
+		if n.IdentityUUID == winner {
+			return true
+		}
+		if n.ParentStamp.Compare(s) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func chainText(chain []*IdentityRecord) string {
+	ids := make([]string, len(chain))
+	for i, n := range chain {
+		ids[i] = n.IdentityUUID
+	}
+	return strings.Join(ids, " → ")
+}
+
+// settleMembership recomputes, from the stored observations of their new
+// members, the series of every identity that is canonical after the change
+// and whose membership changed; freezes those of identities that stopped
+// being canonical (with a rekeyed event); and puts every changed record in
+// the commit. A transition is settled like a rebuild's, in the record's
+// outbox: W's series moves from W's prior state.
+func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) error {
+	ids := slices.Sorted(maps.Keys(ch.dirty))
+	// Identities canonical before or after whose membership changed: their
+	// records are rewritten under the new membership version.
+	var affected []string
+	for _, id := range ids {
+		n, before := ch.nodes[id], ch.before[id]
+		if n.Membership == before.membership || !before.canonical && n.Parent != "" {
+			continue
+		}
+		affected = append(affected, id)
+	}
+	records := make(map[string]map[string]*SeriesRecord, len(affected))
+	primitives := make(map[string]bool)
+	for _, id := range affected {
+		recs, err := p.Store.LoadIdentitySeries(ctx, id)
+		if err != nil {
+			return fmt.Errorf("load series of identity %s: %w", id, err)
+		}
+		records[id] = recs
+		for prim := range recs {
+			primitives[prim] = true
+		}
+	}
+	union := slices.Sorted(maps.Keys(primitives))
+	for _, id := range affected {
+		n, before := ch.nodes[id], ch.before[id]
+		recs := records[id]
+		live := n.Parent == "" && len(n.Members) > 0
+		wasLive := before.canonical && len(before.members) > 0
+		if !live {
+			for _, prim := range slices.Sorted(maps.Keys(recs)) {
+				rec := recs[prim]
+				rec.Membership = n.Membership
+				ch.commit.Series = append(ch.commit.Series, rec)
+			}
+			if wasLive && len(recs) > 0 {
+				into, err := p.into(ctx, ch, n)
+				if err != nil {
+					return err
+				}
+				n.Into = into
+				if err := n.rekey(into, ch.ev.Topic, slices.Sorted(maps.Keys(recs)), ch.ev.Stamp.TS); err != nil {
+					return err
+				}
+				p.count(MetricRekeyed, 1)
+			}
+			continue
+		}
+		n.Into = ""
+		ch.recomputed = true
+		obs, err := p.loadUnion(ctx, n.Members, union)
+		if err != nil {
+			return err
+		}
+		var changed []*SeriesRecord
+		for _, prim := range union {
+			rec := recs[prim]
+			if rec == nil && len(obs[prim]) == 0 {
+				continue
+			}
+			key := SeriesKey{IdentityUUID: id, Primitive: prim}
+			kind := p.Registry.Kind(prim)
+			if rec == nil {
+				rec = NewSeriesRecord(key, kind, p.Thresholds)
+			}
+			rec.Key = key
+			if len(rec.Pending()) >= MaxPendingEvents {
+				return &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s has %d events the bus has not accepted yet; retry later", key, len(rec.Pending()))}
+			}
+			var change *StateChanged
+			if len(obs[prim]) == 0 {
+				rec.Series = EmptySeries(kind, p.Thresholds)
+				change, err = rec.Settle(State{State: StateUnknown, CurrentValue: Null}, rec.AttackerUUID)
+			} else {
+				change, err = rec.Rebuild(kind, obs[prim], p.Thresholds)
+			}
+			if err != nil {
+				return fmt.Errorf("recompute series %s: %w", key, err)
+			}
+			if change != nil {
+				ch.transitions++
+			}
+			rec.Membership = n.Membership
+			ch.commit.Series = append(ch.commit.Series, rec)
+			changed = append(changed, rec)
+		}
+		if s, owner, _ := n.ReconcileAll(changed, p.Thresholds); s != nil {
+			if err := owner.Enqueue(s); err != nil {
+				return err
+			}
+			ch.suspicions++
+		}
+	}
+	for _, id := range ids {
+		ch.commit.Identities = append(ch.commit.Identities, ch.nodes[id])
+	}
+	return nil
+}
+
+// into is where the series of a retired identity went: the canonical
+// identity it is merged into, else that of the attackers that left it.
+func (p *Processor) into(ctx context.Context, ch *membershipChange, n *IdentityRecord) (string, error) {
+	start := n.Parent
+	if start == "" {
+		switch ch.ev.Topic {
+		case TopicIdentityUnmerged:
+			return ch.ev.Loser, nil // a winner left with no attacker of its own
+		case TopicIdentityMerged:
+			start = ch.ev.Winner
+		default:
+			start = ch.ev.Identity
+		}
+	}
+	nodes, err := p.chain(ctx, ch, start)
+	if err != nil {
+		return "", err
+	}
+	return nodes[len(nodes)-1].IdentityUUID, nil
+}
+
+// publishMembership publishes the pending events of everything a membership
+// change wrote and acknowledges what the bus took.
+func (p *Processor) publishMembership(ctx context.Context, c *MembershipCommit) error {
+	var events []Event
+	owner := make(map[string]SeriesKey)
+	for _, r := range c.Series {
+		for _, e := range r.Pending() {
+			events = append(events, e)
+			owner[e.ID] = r.Key
+		}
+	}
+	for _, r := range c.Identities {
+		for _, e := range r.Pending() {
+			events = append(events, e)
+			owner[e.ID] = SeriesKey{IdentityUUID: r.IdentityUUID, Primitive: IdentityRecordKey}
+		}
+	}
+	return p.publishOutboxEvents(ctx, events, owner)
+}
+
+// flushIdentities publishes what is pending in the outboxes of identities
+// (and their series) a membership event concerned.
+func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
+	var events []Event
+	owner := make(map[string]SeriesKey)
+	for _, id := range ids {
+		n, err := p.Store.LoadIdentity(ctx, id, true)
+		if err != nil {
+			return fmt.Errorf("load identity %s: %w", id, err)
+		}
+		for _, e := range n.Pending() {
+			events = append(events, e)
+			owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
+		}
+		if n.Parent != "" || n.Version == 0 {
+			continue
+		}
+		recs, err := p.Store.LoadIdentitySeries(ctx, id)
+		if err != nil {
+			return fmt.Errorf("load series of identity %s: %w", id, err)
+		}
+		for _, prim := range slices.Sorted(maps.Keys(recs)) {
+			for _, e := range recs[prim].Pending() {
+				events = append(events, e)
+				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}
+			}
+		}
+	}
+	return p.publishOutboxEvents(ctx, events, owner)
+}
+
+// publishOutboxEvents publishes outbox events and acknowledges, per owner,
+// the prefix the bus took. It fails when any retryable event was not taken:
+// the message is delivered again and publishes them again, same IDs.
+func (p *Processor) publishOutboxEvents(ctx context.Context, events []Event, owner map[string]SeriesKey) error {
+	if len(events) == 0 {
+		return nil
+	}
+	err := p.Publisher.Publish(ctx, events)
+	unsent := make(map[string]bool)
+	var perr *PublishError
+	switch {
+	case err == nil:
+	case errors.As(err, &perr):
+		for _, f := range perr.Failed {
+			p.count(MetricPublishFailures, 1)
+			if f.Retryable {
+				unsent[f.Event.ID] = true
+				continue
+			}
+			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
+				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
+		}
+	default:
+		p.count(MetricPublishFailures, len(events))
+		for _, e := range events {
+			unsent[e.ID] = true
+		}
+	}
+	blocked := make(map[SeriesKey]bool)
+	acked := make(map[SeriesKey]int64)
+	for _, e := range events {
+		k := owner[e.ID]
+		if blocked[k] {
+			continue
+		}
+		if unsent[e.ID] {
+			blocked[k] = true
+			continue
+		}
+		acked[k] = e.Position
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(acked), func(a, b SeriesKey) int { return strings.Compare(a.String(), b.String()) }) {
+		if err := p.Store.Ack(ctx, k, acked[k]); err != nil {
+			p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", acked[k], "error", err)
+			continue
+		}
+		p.cache.ack(k, acked[k])
+	}
+	if len(blocked) > 0 {
+		return fmt.Errorf("publish events: %w", err)
+	}
+	return nil
+}
