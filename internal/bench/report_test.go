@@ -152,7 +152,6 @@ func TestWriteReportShowsBothDesignsAndRatios(t *testing.T) {
 	}
 }
 
-
 func count(img image.Image, c color.RGBA) int {
 	n := 0
 	b := img.Bounds()
