@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,6 +149,25 @@ func eventRows(t *testing.T, delivered []awstest.BusEvent) map[string][]map[stri
 	return conformance.BySeries(rows)
 }
 
+// ofAttackers keeps the events about attackers whose uuid starts with
+// prefix.
+func ofAttackers(t *testing.T, events []awstest.BusEvent, prefix string) []awstest.BusEvent {
+	t.Helper()
+	var out []awstest.BusEvent
+	for _, ev := range events {
+		var d struct {
+			AttackerUUID string `json:"attacker_uuid"`
+		}
+		if err := json.Unmarshal(ev.Detail, &d); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(d.AttackerUUID, prefix) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
 // newEvents counts the events of again that are not an exact copy (same
 // event_id, same detail) of one in delivered.
 func newEvents(delivered, again []awstest.BusEvent) int {
@@ -200,7 +220,10 @@ func TestConformanceEndToEnd(t *testing.T) {
 			mustHandle(t, h, sqsEvent(v.Messages[start:min(start+10, len(v.Messages))], start))
 		}
 		name := fmt.Sprintf("vector %d", i+1)
-		delivered := e.tap.DrainAtLeast(t, len(v.ExpectedEvents), 30*time.Millisecond)
+		prefix := fmt.Sprintf("v%03d/", i+1)
+		// Exact copies of an earlier vector's events (its own redeliveries)
+		// may still be arriving: keep this vector's.
+		delivered := ofAttackers(t, e.tap.DrainAtLeast(t, len(v.ExpectedEvents), 30*time.Millisecond), prefix)
 		compareEvents(t, name, eventRows(t, delivered), v.ExpectedEvents)
 		if d := conformance.Diff(e.states(t, v), v.ExpectedStates); d != "" {
 			t.Errorf("%s states: %s", name, d)
@@ -215,7 +238,11 @@ func TestConformanceEndToEnd(t *testing.T) {
 		}
 		// With amendments, redelivering an older version is a new last
 		// write (and the newer one after it another): new events are expected.
-		if again := e.tap.Drain(t, 30*time.Millisecond); !hasAmendment(raw) {
+		atLeast := len(delivered) // every event again, unless an amendment changes them
+		if hasAmendment(raw) {
+			atLeast = 0
+		}
+		if again := ofAttackers(t, e.tap.DrainAtLeast(t, atLeast, 30*time.Millisecond), prefix); atLeast > 0 {
 			if n := newEvents(delivered, again); n > 0 {
 				t.Errorf("%s: redelivery published %d events that are not exact copies of delivered ones", name, n)
 			}
