@@ -14,7 +14,7 @@ LOCAL     := $(CURDIR)/.local
 RIE       := $(LOCAL)/bin/aws-lambda-rie
 RIE_STAMP := $(LOCAL)/bin/.aws-lambda-rie-$(RIE_VERSION)
 BOOTSTRAP := $(LOCAL)/bootstrap
-LOCALSTACK := go run ./cmd/localstack
+LOCALSTACK := go run ./internal/testrig/cmd/localstack
 
 .PHONY: build build-AttributionFunction bootstrap-host tools run stack-up stack-down invoke test lint clean
 
@@ -75,10 +75,10 @@ lint:
 # two cores.
 .PHONY: bench
 bench: tools
-	go run ./cmd/bench -out bench
+	go run ./internal/testrig/cmd/bench -out bench
 
 # ---- chaos ------------------------------------------------------------------
-# Every chaos scenario at full size against a fresh moto (internal/chaos:
+# Every chaos scenario at full size against a fresh moto (internal/testrig/chaos:
 # redeliveries, 8 pollers on hot attackers, DynamoDB and EventBridge faults,
 # crashes in process and under the emulator; one summary each, non-zero exit
 # on any violated verdict), then short fuzz runs of decoding and the engine.
@@ -88,7 +88,7 @@ FUZZTIME ?= 20s
 
 .PHONY: chaos
 chaos: tools
-	go run ./cmd/chaos
+	go run ./internal/testrig/cmd/chaos
 	go test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./internal/attribution/
 	go test -run '^$$' -fuzz '^FuzzIncremental$$' -fuzztime $(FUZZTIME) ./internal/attribution/
 

@@ -14,7 +14,7 @@ import (
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/ddbstore"
 	"decnet-attribution/internal/eventbus"
-	"decnet-attribution/internal/ops"
+	"decnet-attribution/internal/operator"
 )
 
 // defaultCheckpoint is where rebuild keeps its progress.
@@ -59,7 +59,7 @@ error; a summary line follows.
 
 func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rebuild", "rebuild [flags]", rebuildDescription+awsHelp(observationsTable, statesTable, eventBus), stdout)
-	segments := fs.Int("segments", ops.DefaultSegments, fmt.Sprintf("parallel scan segments, 1 to %d", ops.MaxSegments))
+	segments := fs.Int("segments", operator.DefaultSegments, fmt.Sprintf("parallel scan segments, 1 to %d", operator.MaxSegments))
 	checkpoint := fs.String("checkpoint", defaultCheckpoint, "file keeping the rebuild's progress, to resume from")
 	dryRun := fs.Bool("dry-run", false, "report the states that would change; write nothing")
 	emit := fs.Bool("emit", false, "publish the transitions to the event bus")
@@ -73,8 +73,8 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	case fs.NArg() > 0:
 		fmt.Fprintln(stderr, "attribution rebuild: no arguments expected")
 		return errUsage
-	case *segments < 1 || *segments > ops.MaxSegments:
-		fmt.Fprintf(stderr, "attribution rebuild: --segments must be 1 to %d\n", ops.MaxSegments)
+	case *segments < 1 || *segments > operator.MaxSegments:
+		fmt.Fprintf(stderr, "attribution rebuild: --segments must be 1 to %d\n", operator.MaxSegments)
 		return errUsage
 	case *pageSize < 0:
 		fmt.Fprintln(stderr, "attribution rebuild: --page-size must not be negative")
@@ -101,7 +101,7 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	db := dynamodb.NewFromConfig(setup.cfg)
 	tables := ddbstore.Tables{Observations: setup.name(observationsTable), States: setup.name(statesTable)}
-	r := &ops.Rebuilder{
+	r := &operator.Rebuilder{
 		Client:            db,
 		ObservationsTable: tables.Observations,
 		StatesTable:       tables.States,
@@ -112,7 +112,7 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		DryRun:            *dryRun,
 		Checkpoint:        *checkpoint,
 		PageSize:          int32(*pageSize),
-		OnChange:          func(c ops.Change) { fmt.Fprintln(stdout, c.String()) },
+		OnChange:          func(c operator.Change) { fmt.Fprintln(stdout, c.String()) },
 	}
 	if *emit {
 		bus := setup.name(eventBus)
@@ -122,10 +122,10 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		}
 		r.Publisher, r.EventBus = pub, bus
 	}
-	var bar *ops.Bar
+	var bar *operator.Bar
 	if stderrIsTerminal(stderr) {
-		bar = ops.NewBar(stderr, "scanned", tableItems(ctx, db, tables.Observations))
-		r.OnProgress = func(p ops.RebuildProgress) { bar.Set(p.Scanned, rebuildDetail(p)) }
+		bar = operator.NewBar(stderr, "scanned", tableItems(ctx, db, tables.Observations))
+		r.OnProgress = func(p operator.RebuildProgress) { bar.Set(p.Scanned, rebuildDetail(p)) }
 	}
 	if !*dryRun {
 		if _, err := os.Stat(*checkpoint); err == nil {
@@ -155,11 +155,11 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	return nil
 }
 
-func rebuildDetail(p ops.RebuildProgress) string {
+func rebuildDetail(p operator.RebuildProgress) string {
 	return fmt.Sprintf("%d series, %d changed, %d failed", p.Series, p.Changed, p.Failed)
 }
 
-func rebuildSummary(res ops.RebuildResult, dryRun, emit bool) string {
+func rebuildSummary(res operator.RebuildResult, dryRun, emit bool) string {
 	s := fmt.Sprintf("scanned %d observation items; ", res.Scanned)
 	if res.Resumed {
 		s += fmt.Sprintf("%d series were done by an earlier run; ", res.AlreadyDone)

@@ -19,8 +19,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/awstest"
-	"decnet-attribution/internal/devstack"
+	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // changeLine is one line of rebuild's report.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"decnet-attribution/internal/ops"
+	"decnet-attribution/internal/operator"
 )
 
 const sendDescription = `Reads observation messages as JSON Lines, in order, from FILE or standard
@@ -35,7 +35,7 @@ bad or not sent, 2 for a usage mistake.
 func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("send", "send [flags] [FILE]", sendDescription+awsHelp(observationQueue), stdout)
 	registryPath := fs.String("registry", "", `JSON file {"primitive": "categorical|numeric|hash"} overriding the built-in primitive kinds (default: $ATTRIBUTION_REGISTRY)`)
-	attempts := fs.Int("max-attempts", ops.DefaultSendAttempts, "calls made for an entry the queue fails on its side")
+	attempts := fs.Int("max-attempts", operator.DefaultSendAttempts, "calls made for an entry the queue fails on its side")
 	awsf := addAWSFlags(fs, observationQueue)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -69,21 +69,21 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return err
 	}
 	queueURL := setup.name(observationQueue)
-	s := &ops.Sender{
+	s := &operator.Sender{
 		Client:      sqs.NewFromConfig(setup.cfg),
 		QueueURL:    queueURL,
 		Registry:    reg,
 		MaxAttempts: *attempts,
 	}
-	var bar *ops.Bar
-	var last ops.SendProgress
+	var bar *operator.Bar
+	var last operator.SendProgress
 	if stderrIsTerminal(stderr) {
-		bar = ops.NewBar(stderr, "sending", size)
-		s.Progress = func(p ops.SendProgress) { last = p; bar.Set(p.BytesRead, sendDetail(p)) }
+		bar = operator.NewBar(stderr, "sending", size)
+		s.Progress = func(p operator.SendProgress) { last = p; bar.Set(p.BytesRead, sendDetail(p)) }
 	}
 	res, sendErr := s.Send(ctx, in)
 	if bar != nil {
-		bar.Finish(last.BytesRead, sendDetail(ops.SendProgress{Lines: res.Lines, Sent: res.Sent, Bad: len(res.Bad), Unsent: len(res.Unsent)}))
+		bar.Finish(last.BytesRead, sendDetail(operator.SendProgress{Lines: res.Lines, Sent: res.Sent, Bad: len(res.Bad), Unsent: len(res.Unsent)}))
 	}
 	for _, p := range res.Bad {
 		fmt.Fprintf(stderr, "line %d: %s\n", p.Line, p.Reason)
@@ -101,6 +101,6 @@ func runSend(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	return nil
 }
 
-func sendDetail(p ops.SendProgress) string {
+func sendDetail(p operator.SendProgress) string {
 	return fmt.Sprintf("%d lines, %d sent, %d bad, %d not sent", p.Lines, p.Sent, p.Bad, p.Unsent)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"decnet-attribution/internal/devstack"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 func TestSendCommand(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/config"
-	"decnet-attribution/internal/devstack"
-	"decnet-attribution/internal/service"
+	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
+	"decnet-attribution/internal/wiring"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -91,7 +91,7 @@ func mustDeliver(tb testing.TB, srv *awstest.Server, stack *devstack.Stack) int 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := service.New(cfg, srv.Config(), service.Options{})
+	h, err := wiring.New(cfg, srv.Config(), wiring.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

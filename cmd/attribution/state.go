@@ -16,7 +16,7 @@ import (
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/ddbstore"
-	"decnet-attribution/internal/ops"
+	"decnet-attribution/internal/operator"
 )
 
 const stateDescription = `Shows the states the engine holds about one identity, named directly
@@ -60,11 +60,11 @@ func runState(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	r := &ops.StateReader{
+	r := &operator.StateReader{
 		Client: dynamodb.NewFromConfig(setup.cfg),
 		Tables: ddbstore.Tables{Identities: setup.name(identitiesTable), States: setup.name(statesTable)},
 	}
-	var states *ops.IdentityStates
+	var states *operator.IdentityStates
 	if *attacker != "" {
 		states, err = r.Attacker(ctx, *attacker)
 	} else {
@@ -102,7 +102,7 @@ type identityJSON struct {
 	Suspicions           int64    `json:"suspicions"`
 }
 
-func writeStatesJSON(w io.Writer, s *ops.IdentityStates) error {
+func writeStatesJSON(w io.Writer, s *operator.IdentityStates) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	for _, st := range s.States {
@@ -126,7 +126,7 @@ func writeStatesJSON(w io.Writer, s *ops.IdentityStates) error {
 // maxValueWidth bounds the value column; longer values are cut with "…".
 const maxValueWidth = 32
 
-func writeStatesTable(w io.Writer, s *ops.IdentityStates, now time.Time) error {
+func writeStatesTable(w io.Writer, s *operator.IdentityStates, now time.Time) error {
 	fmt.Fprintf(w, "identity %s", s.IdentityUUID)
 	if s.AttackerUUID != "" {
 		fmt.Fprintf(w, " (attacker %s)", s.AttackerUUID)

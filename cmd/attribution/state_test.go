@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/ops"
+	"decnet-attribution/internal/operator"
 )
 
 // cliStream is a small stream for two attackers: two primitives that
@@ -138,9 +138,9 @@ func TestStateCommand(t *testing.T) {
 
 func TestStateTable(t *testing.T) {
 	now := time.Date(2024, 4, 25, 17, 9, 35, 0, time.UTC)
-	s := &ops.IdentityStates{
+	s := &operator.IdentityStates{
 		IdentityUUID: "id-1", AttackerUUID: "att-1",
-		States: []ops.SeriesState{
+		States: []operator.SeriesState{
 			{Primitive: "motor.input_modality", AttackerUUID: "att-1",
 				State:        attribution.State{State: "stable", CurrentValue: `"typed"`, Confidence: 0.8, ObservationCount: 12, LastObservationTS: float64(now.Add(-90 * time.Second).Unix())},
 				LastChangeTS: float64(now.Add(-3 * time.Hour).Unix())},

@@ -13,7 +13,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"decnet-attribution/internal/config"
-	"decnet-attribution/internal/service"
+	"decnet-attribution/internal/wiring"
 )
 
 func main() {
@@ -28,7 +28,7 @@ func main() {
 		logger.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)
 	}
-	handler, err := service.New(cfg, awsCfg, service.Options{
+	handler, err := wiring.New(cfg, awsCfg, wiring.Options{
 		Logger:       logger,
 		MetricsOut:   os.Stdout,
 		FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),

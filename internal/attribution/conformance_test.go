@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/conformance"
+	"decnet-attribution/internal/testrig/conformance"
 )
 
 // mergeVector is one line of a merge vector file (testdata/*-merge.jsonl).

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/conformance"
+	"decnet-attribution/internal/testrig/conformance"
 )
 
 // fuzzSeedMessages returns some real message bodies: the first messages

@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/ddbstore"
-	"decnet-attribution/internal/devstack"
+	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // expiringClient deletes an amendment's target just before the amending

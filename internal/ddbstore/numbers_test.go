@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/devstack"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // setVersion overwrites the stored version attribute of a series record.

@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/capacity"
+	"decnet-attribution/internal/testrig/capacity"
 )
 
 // Attribute names.

@@ -7,11 +7,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/awstest"
-	"decnet-attribution/internal/capacity"
 	"decnet-attribution/internal/ddbstore"
-	"decnet-attribution/internal/devstack"
-	"decnet-attribution/internal/storetest"
+	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/capacity"
+	"decnet-attribution/internal/testrig/devstack"
+	"decnet-attribution/internal/testrig/storetest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

@@ -16,8 +16,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/eventbus"
+	"decnet-attribution/internal/testrig/awstest"
 )
 
 // routedBus is an event bus whose rule on Source decnet.attribution

@@ -3,7 +3,7 @@ package eventbus_test
 import (
 	"testing"
 
-	"decnet-attribution/internal/awstest"
+	"decnet-attribution/internal/testrig/awstest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }

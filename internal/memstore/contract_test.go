@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/memstore"
-	"decnet-attribution/internal/storetest"
+	"decnet-attribution/internal/testrig/storetest"
 )
 
 func TestStoreContract(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/conformance"
 	"decnet-attribution/internal/replay"
+	"decnet-attribution/internal/testrig/conformance"
 )
 
 // TestStreamConformance replays every reference stream vector and compares

@@ -1,0 +1,50 @@
+package operator
+
+import (
+	"errors"
+	"fmt"
+
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+)
+
+// MissingResourceError reports that a table, queue or event bus does not
+// exist (or is not visible with the credentials and region in use).
+type MissingResourceError struct {
+	Kind string // "table", "queue", "event bus"
+	Name string
+	Err  error
+}
+
+func (e *MissingResourceError) Error() string {
+	return fmt.Sprintf("%s %s does not exist (check the name, the region and the endpoint)", e.Kind, e.Name)
+}
+
+func (e *MissingResourceError) Unwrap() error { return e.Err }
+
+// missing returns a *MissingResourceError when err says that the resource
+// does not exist, and err itself otherwise.
+func missing(err error, kind, name string) error {
+	if err == nil {
+		return nil
+	}
+	var already *MissingResourceError
+	if errors.As(err, &already) {
+		return err
+	}
+	var (
+		table *ddbtypes.ResourceNotFoundException
+		queue *sqstypes.QueueDoesNotExist
+		bus   *ebtypes.ResourceNotFoundException
+		api   smithy.APIError
+	)
+	switch {
+	case errors.As(err, &table), errors.As(err, &queue), errors.As(err, &bus):
+		return &MissingResourceError{Kind: kind, Name: name, Err: err}
+	case errors.As(err, &api) && (api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue" || api.ErrorCode() == "QueueDoesNotExist"):
+		return &MissingResourceError{Kind: kind, Name: name, Err: err}
+	}
+	return err
+}

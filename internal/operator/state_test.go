@@ -1,0 +1,83 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/operator"
+)
+
+func TestStateReaderShowsWhatProcessingProduced(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	th := attribution.DefaultThresholds()
+	bodies := testStream(2, 7, 3)
+	mustProcess(t, e, bodies, th)
+	want := replayStates(t, bodies, th)
+
+	r := &operator.StateReader{Client: e.ddb, Tables: e.tables}
+	for _, attacker := range []string{"att-0", "att-1"} {
+		got, err := r.Attacker(context.Background(), attacker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		identity := attribution.StubIdentityID(attacker)
+		if got.IdentityUUID != identity || got.AttackerUUID != attacker {
+			t.Fatalf("identity %s attacker %s, want %s %s", got.IdentityUUID, got.AttackerUUID, identity, attacker)
+		}
+		var prims []string
+		for _, s := range got.States {
+			prims = append(prims, s.Primitive)
+			w, ok := want[attribution.SeriesKey{IdentityUUID: identity, Primitive: s.Primitive}]
+			if !ok || !sameState(s.State, w) {
+				t.Errorf("%s %s: table says %+v, replay %+v", attacker, s.Primitive, s.State, w)
+			}
+			if s.AttackerUUID != attacker || s.LastChangeTS == 0 || s.Transitions == 0 || s.Pending != 0 {
+				t.Errorf("%s %s: %+v", attacker, s.Primitive, s)
+			}
+		}
+		wantPrims := []string{"environmental.locale", "motor.input_modality", "toolchain.c2.beacon_interval_ms", "toolchain.ssh.hassh_client"}
+		if !slices.Equal(prims, wantPrims) {
+			t.Fatalf("%s: primitives %v, want %v (sorted, without the identity item)", attacker, prims, wantPrims)
+		}
+		var flagged []string
+		for _, s := range got.States {
+			if s.State.State == attribution.StateMultiActor {
+				flagged = append(flagged, s.Primitive)
+			}
+		}
+		if !slices.Equal(got.Flagged, flagged) || len(flagged) == 0 {
+			t.Errorf("%s: identity record flags %v, the states say %v", attacker, got.Flagged, flagged)
+		}
+
+		byIdentity, err := r.Identity(context.Background(), identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(byIdentity.States) != len(got.States) || byIdentity.AttackerUUID != attacker {
+			t.Errorf("by identity: %+v", byIdentity)
+		}
+	}
+}
+
+func TestStateReaderNotFound(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	r := &operator.StateReader{Client: e.ddb, Tables: e.tables}
+	if _, err := r.Attacker(context.Background(), "att-never-seen"); attribution.ErrorCode(err) != attribution.ENOTFOUND {
+		t.Errorf("unknown attacker: %v", err)
+	}
+	if _, err := r.Identity(context.Background(), "no-such-identity"); attribution.ErrorCode(err) != attribution.ENOTFOUND {
+		t.Errorf("unknown identity: %v", err)
+	}
+	tables := e.tables
+	tables.States = "no-such-table"
+	r = &operator.StateReader{Client: e.ddb, Tables: tables}
+	var missing *operator.MissingResourceError
+	if _, err := r.Identity(context.Background(), "x"); !errors.As(err, &missing) || missing.Name != "no-such-table" {
+		t.Errorf("missing table: %v", err)
+	}
+}

@@ -1,0 +1,113 @@
+// Command crashfn is the attribution function with crash points, for chaos
+// runs under the Lambda Runtime Interface Emulator. It wires the function
+// exactly as functions/attribution does, through wiring.New, and wraps
+// its store and its publisher with internal/testrig/chaos/crash: at the sites the
+// crash plan chooses
+// (CHAOS_CRASH_* variables, see crash.ConfigFromEnv) the process exits, a
+// real death in the middle of an invocation. It can also log every commit
+// it applied (CHAOS_APPLIED_LOG), so the harness knows the order in which
+// observations were applied.
+//
+// It is built only by the chaos harness; the production function has no
+// crash points.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/config"
+	"decnet-attribution/internal/ddbstore"
+	"decnet-attribution/internal/testrig/chaos/crash"
+	"decnet-attribution/internal/wiring"
+)
+
+func main() {
+	logger := lambdacontext.NewLogger()
+	cfg, err := config.FromEnv(os.LookupEnv)
+	if err != nil {
+		logger.Error("invalid configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	plan, err := crash.ConfigFromEnv(os.LookupEnv)
+	if err != nil {
+		logger.Error("invalid crash configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		logger.Error("load AWS configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	var retries atomic.Int64
+	awsCfg.Retryer = func() aws.Retryer { return &countingRetryer{RetryerV2: retry.NewStandard(), n: &retries} }
+
+	var recorder *crash.FileRecorder
+	var probe attribution.Store
+	if plan.AppliedLog != "" {
+		if recorder, err = crash.OpenFileRecorder(plan.AppliedLog); err != nil {
+			logger.Error("open applied log", "error", err.Error())
+			os.Exit(1)
+		}
+		probeCfg := awsCfg.Copy()
+		probeCfg.BaseEndpoint = aws.String(plan.ProbeEndpoint)
+		probe = ddbstore.New(dynamodb.NewFromConfig(probeCfg), ddbstore.Tables{
+			Identities: cfg.IdentitiesTable, Observations: cfg.ObservationsTable, States: cfg.StatesTable,
+		}, cfg.ObservationTTL)
+	}
+	die := func(point crash.Point, site string) error {
+		logger.Warn("crash injected", "point", string(point), "site", site)
+		os.Exit(crash.ExitCode)
+		return nil
+	}
+	crashPlan := plan.Plan()
+	handler, err := wiring.New(cfg, awsCfg, wiring.Options{
+		Logger:       logger,
+		MetricsOut:   os.Stdout,
+		FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
+		WrapStore: func(s attribution.Store) attribution.Store {
+			st := &crash.Store{Store: s, Plan: crashPlan, Die: die, Probe: probe}
+			if recorder != nil {
+				st.Recorder = recorder
+			}
+			return st
+		},
+		WrapPublisher: func(p attribution.Publisher) attribution.Publisher {
+			return &crash.Publisher{Publisher: p, Plan: crashPlan, Die: die}
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	lambda.Start(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		resp, err := handler.Handle(ctx, ev)
+		if n := retries.Swap(0); n > 0 {
+			fmt.Printf("{\"chaos_sdk_retries\":%d}\n", n)
+		}
+		return resp, err
+	})
+}
+
+// countingRetryer counts the retries the SDK makes.
+type countingRetryer struct {
+	aws.RetryerV2
+	n *atomic.Int64
+}
+
+func (r *countingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	r.n.Add(1)
+	return r.RetryerV2.RetryDelay(attempt, err)
+}

@@ -1,0 +1,131 @@
+package faultproxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/faultproxy"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// mustMoto returns the base URL of the moto server shared by the tests of
+// this package, starting it if needed; the test fails if it cannot run.
+func mustMoto(tb testing.TB) string {
+	tb.Helper()
+	return awstest.Moto(tb).Endpoint
+}
+
+// clients are SDK clients bound to one endpoint, with retries off so that
+// every fault surfaces.
+type clients struct {
+	ddb *dynamodb.Client
+	eb  *eventbridge.Client
+	sqs *sqs.Client
+}
+
+func newClients(endpoint string) clients {
+	cfg := aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
+	}
+	return clients{
+		ddb: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) }),
+		eb:  eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.BaseEndpoint = aws.String(endpoint) }),
+		sqs: sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(endpoint) }),
+	}
+}
+
+// mustProxy starts a proxy in front of upstream and closes it at the end of
+// the test.
+func mustProxy(tb testing.TB, upstream string, seed int64, rules ...faultproxy.Rule) *faultproxy.Proxy {
+	tb.Helper()
+	p, err := faultproxy.Start(faultproxy.Config{Upstream: upstream, Seed: seed, Rules: rules})
+	if err != nil {
+		tb.Fatalf("start proxy: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Errorf("close proxy: %v", err)
+		}
+	})
+	return p
+}
+
+// uniqueName returns a resource name no other test uses against the shared
+// moto server.
+func uniqueName(prefix string) string {
+	return awstest.UniqueName(prefix + "-")
+}
+
+func testContext(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// mustTable creates a table with string hash key "pk" directly on moto.
+func mustTable(tb testing.TB, direct clients) string {
+	tb.Helper()
+	name := uniqueName("faultproxy-table")
+	_, err := direct.ddb.CreateTable(testContext(tb), &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		tb.Fatalf("create table %s: %v", name, err)
+	}
+	return name
+}
+
+func putItemInput(table, pk string) *dynamodb.PutItemInput {
+	return &dynamodb.PutItemInput{
+		TableName: aws.String(table),
+		Item:      map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: pk}},
+	}
+}
+
+// itemExists reads pk directly from moto.
+func itemExists(tb testing.TB, direct clients, table, pk string) bool {
+	tb.Helper()
+	out, err := direct.ddb.GetItem(testContext(tb), &dynamodb.GetItemInput{
+		TableName:      aws.String(table),
+		Key:            map[string]ddbtypes.AttributeValue{"pk": &ddbtypes.AttributeValueMemberS{Value: pk}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		tb.Fatalf("get item %s from %s: %v", pk, table, err)
+	}
+	return out.Item != nil
+}
+
+// wantCounts compares the counters that matter to a test.
+func wantCounts(tb testing.TB, what string, got faultproxy.Counts, requests, forwarded int64, faults map[faultproxy.Fault]int64) {
+	tb.Helper()
+	if got.Requests != requests || got.Forwarded != forwarded {
+		tb.Errorf("%s: requests/forwarded = %d/%d, want %d/%d", what, got.Requests, got.Forwarded, requests, forwarded)
+	}
+	if len(got.Faults) != len(faults) {
+		tb.Errorf("%s: faults = %v, want %v", what, got.Faults, faults)
+		return
+	}
+	for f, n := range faults {
+		if got.Faults[f] != n {
+			tb.Errorf("%s: faults = %v, want %v", what, got.Faults, faults)
+			return
+		}
+	}
+}
