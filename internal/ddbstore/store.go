@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/testrig/capacity"
+	"decnet-attribution/internal/itemsize"
 )
 
 // Attribute names.
@@ -330,14 +330,14 @@ func transactionBytes(actions []types.TransactWriteItem) int {
 	for _, a := range actions {
 		switch {
 		case a.Put != nil:
-			n += capacity.ItemSize(a.Put.Item)
+			n += itemsize.Item(a.Put.Item)
 		case a.Update != nil:
-			n += capacity.ItemSize(a.Update.Key)
+			n += itemsize.Item(a.Update.Key)
 			for _, name := range a.Update.ExpressionAttributeNames {
 				n += len(name)
 			}
 			for _, v := range a.Update.ExpressionAttributeValues {
-				n += capacity.ValueSize(v)
+				n += itemsize.Value(v)
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/ddbstore"
+	"decnet-attribution/internal/itemsize"
 	"decnet-attribution/internal/testrig/awstest"
 	"decnet-attribution/internal/testrig/capacity"
 	"decnet-attribution/internal/testrig/devstack"
@@ -213,7 +214,7 @@ func TestProbeSizesIdentityRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size := capacity.ItemSize(stored.Item); written[0].size != size {
+	if size := itemsize.Item(stored.Item); written[0].size != size {
 		t.Errorf("written observation of %d bytes, stored %d", written[0].size, size)
 	}
 

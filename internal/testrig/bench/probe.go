@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/smithy-go/middleware"
 
+	"decnet-attribution/internal/itemsize"
 	"decnet-attribution/internal/testrig/capacity"
 )
 
@@ -198,7 +199,7 @@ func (p *probe) accountTransaction(ctx context.Context, in *dynamodb.TransactWri
 		var table string
 		switch {
 		case a.Put != nil:
-			table, act = aws.ToString(a.Put.TableName), identityAction{kind: "Put", newSize: capacity.ItemSize(a.Put.Item)}
+			table, act = aws.ToString(a.Put.TableName), identityAction{kind: "Put", newSize: itemsize.Item(a.Put.Item)}
 			act.key = map[string]types.AttributeValue{attrIdentity: a.Put.Item[attrIdentity], attrPrimitive: a.Put.Item[attrPrimitive]}
 		case a.Update != nil:
 			table, act = aws.ToString(a.Update.TableName), identityAction{kind: "Update", key: a.Update.Key}
@@ -245,7 +246,7 @@ func (p *probe) accountTransaction(ctx context.Context, in *dynamodb.TransactWri
 			if a.Put == nil || aws.ToString(a.Put.TableName) != p.observations {
 				continue
 			}
-			w := writtenObservation{size: capacity.ItemSize(a.Put.Item)}
+			w := writtenObservation{size: itemsize.Item(a.Put.Item)}
 			_, w.events = a.Put.Item[attrEvents]
 			if s, ok := a.Put.Item[attrSeries].(*types.AttributeValueMemberS); ok {
 				_, w.primitive, _ = strings.Cut(s.Value, "|")
@@ -261,7 +262,7 @@ func (p *probe) accountTransaction(ctx context.Context, in *dynamodb.TransactWri
 		for _, a := range acts {
 			size := a.oldSize
 			if a.index < len(canceled.CancellationReasons) && canceled.CancellationReasons[a.index].Item != nil {
-				size = capacity.ItemSize(canceled.CancellationReasons[a.index].Item)
+				size = itemsize.Item(canceled.CancellationReasons[a.index].Item)
 			}
 			halves += 2 * int64(capacity.WriteUnits(size))
 		}
@@ -297,7 +298,7 @@ func (p *probe) storedSize(ctx context.Context, key map[string]types.AttributeVa
 	if err != nil {
 		return 0, fmt.Errorf("size identity record: %w", err)
 	}
-	return capacity.ItemSize(out.Item), nil
+	return itemsize.Item(out.Item), nil
 }
 
 func conditionFailed(e *types.TransactionCanceledException) bool {

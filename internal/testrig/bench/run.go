@@ -19,6 +19,7 @@ import (
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/config"
 	"decnet-attribution/internal/ddbstore"
+	"decnet-attribution/internal/itemsize"
 	"decnet-attribution/internal/sqshandler"
 	"decnet-attribution/internal/testrig/capacity"
 	"decnet-attribution/internal/testrig/devstack"
@@ -573,7 +574,7 @@ func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables
 			return nil, fmt.Errorf("read identity record of %s: %w", incr.Identity(s.Attacker), err)
 		}
 		if out.Item != nil {
-			add(ItemIdentityRecord, "identity", capacity.ItemSize(out.Item))
+			add(ItemIdentityRecord, "identity", itemsize.Item(out.Item))
 		}
 	}
 	for _, s := range series {
@@ -585,7 +586,7 @@ func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables
 		if out.Item == nil {
 			return nil, errors.New("state item " + key.String() + " missing")
 		}
-		add(ItemState, string(reg.Kind(key.Primitive)), capacity.ItemSize(out.Item))
+		add(ItemState, string(reg.Kind(key.Primitive)), itemsize.Item(out.Item))
 		fkey := full.Key(s)
 		obs := full.Observation(s, 1)
 		got, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: &t.Observations, Key: observationKey(fkey, obs.EvidenceRef), ConsistentRead: aws.Bool(true)})
@@ -593,7 +594,7 @@ func storedSizes(ctx context.Context, client *dynamodb.Client, t ddbstore.Tables
 			return nil, fmt.Errorf("read observation item %s: %w", fkey, err)
 		}
 		if got.Item != nil {
-			add(ItemObservation, string(reg.Kind(key.Primitive)), capacity.ItemSize(got.Item))
+			add(ItemObservation, string(reg.Kind(key.Primitive)), itemsize.Item(got.Item))
 		}
 	}
 	return accs.sizes(h), nil

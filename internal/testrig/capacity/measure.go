@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"decnet-attribution/internal/itemsize"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -101,7 +103,7 @@ func (m *Meter) getItem(ctx context.Context, in *dynamodb.GetItemInput, do call)
 	}
 	consistent := aws.ToBool(in.ConsistentRead)
 	if !projected(in.ProjectionExpression, in.AttributesToGet) {
-		return readCost(ItemSize(out.Item), consistent), nil
+		return readCost(itemsize.Item(out.Item), consistent), nil
 	}
 	// A projection does not reduce the units: size the whole item.
 	size, err := m.storedSize(ctx, aws.ToString(in.TableName), in.Key)
@@ -132,7 +134,7 @@ func (m *Meter) batchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput
 			// still costs the minimum.
 			items := out.Responses[table]
 			for _, item := range items {
-				total.add(readCost(ItemSize(item), consistent))
+				total.add(readCost(itemsize.Item(item), consistent))
 			}
 			missing := len(req.Keys) - len(unprocessed) - len(items)
 			for range max(missing, 0) {
@@ -178,7 +180,7 @@ func (m *Meter) transactGetItems(ctx context.Context, in *dynamodb.TransactGetIt
 				errs = append(errs, err)
 			}
 		case i < len(out.Responses):
-			size = ItemSize(out.Responses[i].Item)
+			size = itemsize.Item(out.Responses[i].Item)
 		}
 		total.add(readCost(size, true).double())
 	}
@@ -233,7 +235,7 @@ type existing struct {
 func conditionFailedSize(ccf *types.ConditionalCheckFailedException, before existing, read func() (int, error)) (int, error) {
 	switch {
 	case ccf.Item != nil:
-		return ItemSize(ccf.Item), nil
+		return itemsize.Item(ccf.Item), nil
 	case before.known:
 		return before.size, nil
 	default:
@@ -275,9 +277,9 @@ func (m *Meter) putItem(ctx context.Context, in *dynamodb.PutItemInput, do call)
 	allOld := in.ReturnValues == types.ReturnValueAllOld
 	return singleWrite(read, allOld, do, func(out *dynamodb.PutItemOutput, before *existing) (int, error) {
 		if allOld {
-			*before = existing{size: ItemSize(out.Attributes), known: true}
+			*before = existing{size: itemsize.Item(out.Attributes), known: true}
 		}
-		return max(before.size, ItemSize(in.Item)), nil
+		return max(before.size, itemsize.Item(in.Item)), nil
 	})
 }
 
@@ -287,9 +289,9 @@ func (m *Meter) updateItem(ctx context.Context, in *dynamodb.UpdateItemInput, do
 	return singleWrite(read, in.ReturnValues == types.ReturnValueAllOld, do, func(out *dynamodb.UpdateItemOutput, before *existing) (int, error) {
 		switch in.ReturnValues {
 		case types.ReturnValueAllOld:
-			*before = existing{size: ItemSize(out.Attributes), known: true}
+			*before = existing{size: itemsize.Item(out.Attributes), known: true}
 		case types.ReturnValueAllNew:
-			return max(before.size, ItemSize(out.Attributes)), nil
+			return max(before.size, itemsize.Item(out.Attributes)), nil
 		}
 		after, err := read()
 		return max(before.size, after), err
@@ -302,7 +304,7 @@ func (m *Meter) deleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, do
 	allOld := in.ReturnValues == types.ReturnValueAllOld
 	return singleWrite(read, allOld, do, func(out *dynamodb.DeleteItemOutput, before *existing) (int, error) {
 		if allOld {
-			*before = existing{size: ItemSize(out.Attributes), known: true}
+			*before = existing{size: itemsize.Item(out.Attributes), known: true}
 		}
 		return before.size, nil
 	})
@@ -325,7 +327,7 @@ func (m *Meter) batchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemI
 			var err error
 			switch {
 			case req.PutRequest != nil:
-				w.newSize = ItemSize(req.PutRequest.Item)
+				w.newSize = itemsize.Item(req.PutRequest.Item)
 				key, err = m.keyOf(ctx, table, req.PutRequest.Item)
 			case req.DeleteRequest != nil:
 				key = req.DeleteRequest.Key
@@ -396,7 +398,7 @@ func (m *Meter) transactWriteItems(ctx context.Context, in *dynamodb.TransactWri
 		var err error
 		switch {
 		case item.Put != nil:
-			a = transactAction{table: aws.ToString(item.Put.TableName), kind: "Put", newSize: ItemSize(item.Put.Item)}
+			a = transactAction{table: aws.ToString(item.Put.TableName), kind: "Put", newSize: itemsize.Item(item.Put.Item)}
 			a.key, err = m.keyOf(ctx, a.table, item.Put.Item)
 		case item.Update != nil:
 			a = transactAction{table: aws.ToString(item.Update.TableName), kind: "Update", key: item.Update.Key}
@@ -445,7 +447,7 @@ func (m *Meter) transactWriteItems(ctx context.Context, in *dynamodb.TransactWri
 		for _, a := range actions {
 			size := a.oldSize
 			if a.index < len(canceled.CancellationReasons) && canceled.CancellationReasons[a.index].Item != nil {
-				size = ItemSize(canceled.CancellationReasons[a.index].Item)
+				size = itemsize.Item(canceled.CancellationReasons[a.index].Item)
 			}
 			if a.kind == "ConditionCheck" {
 				total.add(readCost(size, true))

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"decnet-attribution/internal/itemsize"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -94,7 +96,7 @@ func item(tb testing.TB, pk, sk string, size int) map[string]types.AttributeValu
 		"sk":   &types.AttributeValueMemberS{Value: sk},
 		"data": &types.AttributeValueMemberS{Value: strings.Repeat("x", pad)},
 	}
-	if got := ItemSize(it); got != size {
+	if got := itemsize.Item(it); got != size {
 		tb.Fatalf("item size %d, want %d", got, size)
 	}
 	return it

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"decnet-attribution/internal/itemsize"
 	"decnet-attribution/internal/testrig/awstest"
 	"decnet-attribution/internal/testrig/capacity"
 )
@@ -39,7 +40,7 @@ func sized(tb testing.TB, pk, sk string, size int) map[string]types.AttributeVal
 		"sk":   &types.AttributeValueMemberS{Value: sk},
 		"data": &types.AttributeValueMemberS{Value: strings.Repeat("x", pad)},
 	}
-	if got := capacity.ItemSize(item); got != size {
+	if got := itemsize.Item(item); got != size {
 		tb.Fatalf("item size %d, want %d", got, size)
 	}
 	return item
@@ -114,7 +115,7 @@ func TestMeterAgainstMoto(t *testing.T) {
 		if err != nil {
 			t.Fatalf("get item: %v", err)
 		}
-		if got := capacity.ItemSize(out.Item); got != 500 {
+		if got := itemsize.Item(out.Item); got != 500 {
 			t.Errorf("caller got an item of %d bytes, want 500", got)
 		}
 		expectUsage(t, meter, "GetItem", capacity.Usage{Requests: 1, RCU: 0.5})

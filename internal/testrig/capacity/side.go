@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"decnet-attribution/internal/itemsize"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -107,7 +109,7 @@ func (m *Meter) storedSize(ctx context.Context, table string, key map[string]typ
 	if err != nil {
 		return 0, fmt.Errorf("read item %s in %s: %w", keyString(key), table, err)
 	}
-	return ItemSize(out.Item), nil
+	return itemsize.Item(out.Item), nil
 }
 
 // storedItemSize is storedSize for a full item, whose key it extracts.
@@ -240,7 +242,7 @@ func (m *Meter) scanReadSize(ctx context.Context, in *dynamodb.ScanInput) (int, 
 func itemsSize(items []map[string]types.AttributeValue) int {
 	size := 0
 	for _, item := range items {
-		size += ItemSize(item)
+		size += itemsize.Item(item)
 	}
 	return size
 }
