@@ -169,7 +169,7 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 			if conflicts > p.maxConflicts() {
 				return fmt.Errorf("%s: gave up after %d version conflicts in a row: %w", ev.Topic, conflicts, err)
 			}
-			p.sleep(ctx, backoff(conflicts))
+			p.sleep(ctx, conflictDelay(conflicts))
 			continue
 		}
 		for _, r := range ch.commit.Identities {

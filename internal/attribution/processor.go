@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
+
+	"decnet-attribution/internal/backoff"
 )
 
 // Metric names the processor counts.
@@ -281,7 +282,7 @@ commits:
 				fail(pending, fmt.Errorf("gave up after %d version conflicts in a row: %w", conflicts, err))
 				break commits
 			}
-			p.sleep(ctx, backoff(conflicts))
+			p.sleep(ctx, conflictDelay(conflicts))
 		default:
 			// The commit may or may not have been stored.
 			p.cache.forget(pl.commit)
@@ -307,10 +308,9 @@ func (p *Processor) maxConflicts() int {
 	return 8
 }
 
-// backoff is exponential with full jitter, capped at one second.
-func backoff(attempt int) time.Duration {
-	ceiling := min(time.Second, (10*time.Millisecond)<<min(attempt, 10))
-	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+// conflictDelay is exponential with full jitter, capped at one second.
+func conflictDelay(attempt int) time.Duration {
+	return backoff.Jitter(attempt+1, 10*time.Millisecond, time.Second)
 }
 
 func (p *Processor) sleep(ctx context.Context, d time.Duration) {
@@ -318,12 +318,7 @@ func (p *Processor) sleep(ctx context.Context, d time.Duration) {
 		p.Sleep(ctx, d)
 		return
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	_ = backoff.Sleep(ctx, d) // a done context ends the unit at its next step
 }
 
 // plan is the next atomic write of a unit.

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/itemsize"
 )
 
@@ -214,7 +215,7 @@ func (s *Store) batchGet(ctx context.Context, identity string, want map[string]b
 		request := map[string]types.KeysAndAttributes{s.Tables.States: {Keys: chunk, ConsistentRead: aws.Bool(consistent)}}
 		for attempt := 0; len(request) > 0; attempt++ {
 			if attempt > 0 {
-				if err := sleep(ctx, time.Duration(attempt)*20*time.Millisecond); err != nil {
+				if err := backoff.Sleep(ctx, time.Duration(attempt)*20*time.Millisecond); err != nil {
 					return nil, err
 				}
 			}
@@ -592,15 +593,4 @@ func intAttr(item map[string]types.AttributeValue, name string) (int64, error) {
 		return 0, fmt.Errorf("attribute %s: want an integer, got %q", name, v.Value)
 	}
 	return n, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

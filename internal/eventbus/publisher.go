@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 )
 
 // Limits of one PutEvents request.
@@ -132,7 +133,7 @@ func New(client PutEventsAPI, cfg Config) (*Publisher, error) {
 		return nil, fmt.Errorf("new event publisher: max delay %s below base delay %s", p.maxDelay, p.baseDelay)
 	}
 	if p.sleep == nil {
-		p.sleep = sleepContext
+		p.sleep = backoff.Sleep
 	}
 	if p.rand == nil {
 		p.rand = rand.Float64
@@ -405,15 +406,4 @@ func retryableCallError(err error) bool {
 	}
 	var apiErr smithy.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorFault() == smithy.FaultServer
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

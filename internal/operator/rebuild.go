@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 )
 
 // Defaults of Rebuilder.
@@ -643,15 +643,14 @@ func changed(old, next *attribution.State) bool {
 }
 
 func conflictBackoff(attempt int) time.Duration {
-	ceiling := min(time.Second, (20*time.Millisecond)<<min(attempt, 10))
-	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+	return backoff.Jitter(attempt+1, 20*time.Millisecond, time.Second)
 }
 
 func (r *Rebuilder) sleep(ctx context.Context, d time.Duration) error {
 	if r.Sleep != nil {
 		return r.Sleep(ctx, d)
 	}
-	return sleepContext(ctx, d)
+	return backoff.Sleep(ctx, d)
 }
 
 // parseSeries splits "identity|primitive" (primitives cannot hold '|').

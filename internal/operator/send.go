@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -18,6 +17,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 )
 
 // Limits of one SendMessageBatch call.
@@ -302,7 +302,7 @@ func unsent(entries []sendEntry, code, reason string) []LineProblem {
 	return out
 }
 
-func (s *Sender) backoff(retry int) time.Duration {
+func (s *Sender) backoff(n int) time.Duration {
 	base, ceiling := s.BaseDelay, s.MaxDelay
 	if base <= 0 {
 		base = DefaultBaseDelay
@@ -310,26 +310,14 @@ func (s *Sender) backoff(retry int) time.Duration {
 	if ceiling <= 0 {
 		ceiling = DefaultMaxDelay
 	}
-	d := min(ceiling, base<<min(retry-1, 20))
-	return time.Duration(rand.Int64N(int64(d)) + 1)
+	return backoff.Jitter(n, base, ceiling)
 }
 
 func (s *Sender) sleep(ctx context.Context, d time.Duration) error {
 	if s.Sleep != nil {
 		return s.Sleep(ctx, d)
 	}
-	return sleepContext(ctx, d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 // countingReader counts the bytes read through it.
