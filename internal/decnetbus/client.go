@@ -25,18 +25,21 @@ const (
 // connection.
 var ErrNotConnected = errors.New("not connected to the bus")
 
+// SystemRunDir is where a system-wide DECNET keeps its bus socket.
+const SystemRunDir = "/run/decnet"
+
 // SocketPath resolves the bus socket as DECNET does: flag, else
-// $DECNET_BUS_SOCKET, else /run/decnet/bus.sock when /run/decnet exists,
-// else ~/.decnet/bus.sock.
-func SocketPath(flag string, lookup func(string) (string, bool), home string) string {
+// $DECNET_BUS_SOCKET, else bus.sock in runDir (SystemRunDir) when that
+// directory exists, else ~/.decnet/bus.sock under home.
+func SocketPath(flag string, lookup func(string) (string, bool), runDir, home string) string {
 	if flag != "" {
 		return flag
 	}
 	if v, _ := lookup("DECNET_BUS_SOCKET"); v != "" {
 		return v
 	}
-	if fi, err := os.Stat("/run/decnet"); err == nil && fi.IsDir() {
-		return "/run/decnet/bus.sock"
+	if fi, err := os.Stat(runDir); err == nil && fi.IsDir() {
+		return filepath.Join(runDir, "bus.sock")
 	}
 	return filepath.Join(home, ".decnet", "bus.sock")
 }
