@@ -375,14 +375,46 @@ func (s *Spool) dropOldestLocked() error {
 	return nil
 }
 
-// Sync makes every appended event durable and visible to Next.
+// Sync makes every appended event durable and visible to Next. The fsync
+// runs without the lock, so appends go on meanwhile (they wait for the
+// next Sync).
 func (s *Spool) Sync() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.synced == s.writeEnd {
+		s.mu.Unlock()
 		return nil
 	}
-	return s.syncLocked()
+	if err := s.bw.Flush(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("spool: %w", err)
+	}
+	file, target, n := s.w, s.writeEnd, s.unsynced
+	s.unsynced = 0
+	s.mu.Unlock()
+
+	err := file.Sync()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.w != file || s.closed {
+			// The segment was rolled or the spool closed meanwhile; both
+			// synced it under the lock.
+			s.syncedEntries += n
+			return nil
+		}
+		s.unsynced += n
+		return fmt.Errorf("spool: fsync: %w", err)
+	}
+	if s.synced.before(target) {
+		s.synced = target
+		s.syncedEntries += n
+		close(s.changed)
+		s.changed = make(chan struct{})
+	} else {
+		s.syncedEntries += n
+	}
+	return nil
 }
 
 func (s *Spool) syncLocked() error {
