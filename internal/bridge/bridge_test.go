@@ -301,4 +301,3 @@ func TestPublishBack(t *testing.T) {
 		t.Errorf("a remembered event_id was published again after a restart")
 	}
 }
-
