@@ -55,6 +55,16 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		if err := writePID(ws.local("rie.pid"), l.emulator.Process.PID()); err != nil {
 			return err
 		}
+		mapping, err := startDetachedMapping(ws, l.stack, l.emulator.InvokeURL)
+		if err != nil {
+			return fmt.Errorf("start the event source mapping: %w", err)
+		}
+		if err := writePID(ws.local("esm.pid"), mapping.PID()); err != nil {
+			return err
+		}
+		fmt.Printf("event source mapping %s → function (batch size %d, window %s; pid %d)\n",
+			l.stack.Function.EventSources[0].QueueLogicalID, l.stack.Function.EventSources[0].BatchSize,
+			l.stack.Function.EventSources[0].MaximumBatchingWindow, mapping.PID())
 		sam, err := l.samEnv()
 		if err != nil {
 			return err
@@ -68,6 +78,7 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		return errors.Join(fmt.Errorf("record the stack in %s: %w", ws.local(), err), l.stop(), stopRecorded(ws, os.Stdout))
 	}
 	fmt.Printf("\nstack is up; environment in %s, logs in %s\n", rel(ws, ws.envFile()), rel(ws, ws.local("logs")))
+	fmt.Println("  send:    set -a; . .local/stack.env; set +a; go run ./cmd/attribution send FILE  (processed by the mapping)")
 	fmt.Println("  invoke:  go run ./cmd/localstack invoke events/sqs-single-observation.json")
 	fmt.Println("  stop:    go run ./cmd/localstack down")
 	return nil
