@@ -110,4 +110,3 @@ func cmdMapping(ctx context.Context, args []string) error {
 	logger.Info("event source mapping stopped", "stats", fmt.Sprintf("%+v", m.Stats()))
 	return err
 }
-
