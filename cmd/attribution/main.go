@@ -32,6 +32,7 @@ func commands() []command {
 		{"send", "check observation messages and send them to the observation queue", runSend},
 		{"state", "show the states of one identity or attacker from DynamoDB", runState},
 		{"rebuild", "recompute every state from the stored observations after a threshold or registry change", runRebuild},
+		{"backfill", "send the observations stored in DECNET's database (sqlite or mysql) to the queue", runBackfill},
 		{"bridge", "forward DECNET's bus to the observation queue, and the service's events back onto the bus", runBridge},
 	}
 }
@@ -50,7 +51,7 @@ Commands:
 	fmt.Fprint(w, `
 Run "attribution <command> --help" for a command's flags.
 Thresholds are read from ATTRIBUTION_* environment variables (see README).
-send, state, rebuild and bridge work on a deployed stack: name it with --stack, or
+send, state, rebuild, bridge and backfill work on a deployed stack: name it with --stack, or
 name its resources with flags or the function's environment variables;
 --endpoint-url (or AWS_ENDPOINT_URL) points them at a local stack.
 `)
