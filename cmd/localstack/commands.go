@@ -137,7 +137,8 @@ func cmdRun(ctx context.Context, ws workspace, args []string) (err error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	port := fs.Int("port", 0, "moto port (default: a free port)")
 	bootstrap := fs.String("bootstrap", "", "run this prebuilt bootstrap instead of building ./functions/attribution")
-	params := paramFlag{}
+	noDecnet := fs.Bool("no-decnet", false, "only invoke the fixtures; skip the DECNET bus → bridge → queue → bus path")
+	params := paramFlag{"PublishBackToDecnet": "true"}
 	fs.Var(params, "param", "template parameter override KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -188,6 +189,11 @@ func cmdRun(ctx context.Context, ws workspace, args []string) (err error) {
 			return err
 		}
 		if err := invokeFixture(ctx, ws, l, f); err != nil {
+			return err
+		}
+	}
+	if !*noDecnet {
+		if err := runDecnetPath(ctx, ws, l, logDir, os.Stdout); err != nil {
 			return err
 		}
 	}

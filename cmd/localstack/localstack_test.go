@@ -219,6 +219,12 @@ func TestRunWithFunction(t *testing.T) {
 		"att-3b9d  motor.input_modality",
 		"== alerts delivered by the EventBridge rule",
 		"state_changed",
+		// The DECNET path: bus → bridge → queue → function → back onto the bus.
+		"publishing 300 observations of 8 attackers",
+		"bridge: received 300, spooled 300, sent 300 to the observation queue, failed 0, spool depth 0",
+		"function: {Batches:",
+		"back on DECNET's bus (heard by a dashboard subscriber): ",
+		"  attribution.profile.state_changed ",
 		"stopping the local stack",
 	} {
 		if !strings.Contains(out, want) {

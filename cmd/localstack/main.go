@@ -7,7 +7,7 @@
 //	localstack [-root DIR] up [-port N] [-stack NAME] [-param K=V]... [-bootstrap FILE]
 //	localstack [-root DIR] down
 //	localstack [-root DIR] invoke FILE
-//	localstack [-root DIR] run [-port N] [-param K=V]... [-bootstrap FILE] [FILE...]
+//	localstack [-root DIR] run [-port N] [-param K=V]... [-bootstrap FILE] [-no-decnet] [FILE...]
 //	localstack esm -queue-url URL -invoke-url URL -endpoint URL [-batch-size N] [-window D]
 //
 // up starts moto (unless AWS_ENDPOINT_URL already answers), provisions the
@@ -25,10 +25,13 @@
 // esm runs an event source mapping in the foreground (up starts one in
 // the background).
 //
-// run does all of it in one go with processes of its own: up, invoke every
-// events/*.json fixture (or the files given), print the resulting states and
-// the alerts the EventBridge rule delivered, and stop everything, also on
-// error or interrupt.
+// run does all of it in one go with processes of its own: up (with
+// PublishBackToDecnet=true), invoke every events/*.json fixture (or the
+// files given), then the DECNET path — a DECNET-like publisher on a local
+// bus, the bridge, the queue and the event source mapping, the function,
+// and the events back on the bus — print the resulting states and the
+// alerts the EventBridge rule delivered, and stop everything, also on
+// error or interrupt (-no-decnet skips the DECNET path).
 package main
 
 import (
