@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/awstest"
 	"decnet-attribution/internal/bridge"
@@ -133,9 +134,10 @@ func TestBridgeSurvivesKillsOutagesAndBusRestart(t *testing.T) {
 	}
 	mapping, err := esm.New(sqs.NewFromConfig(srv.Config()), esm.FuncInvoker(handler.Handle), esm.Config{
 		QueueURL: queue, BatchSize: 10, WaitTimeSeconds: 1, Pollers: 2,
-		// Short, so that a receive cut off by stopping the mapping (moto
-		// may have taken its messages in flight) comes back soon.
-		VisibilityTimeout: 5 * time.Second,
+		// Long enough for a batch on a loaded machine (a shorter one
+		// redelivers messages still being processed, up to the DLQ), short
+		// enough that a failed batch comes back within the test.
+		VisibilityTimeout: 30 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,8 +189,8 @@ func TestBridgeSurvivesKillsOutagesAndBusRestart(t *testing.T) {
 	go func() { _ = pubClient.Run(pubCtx, func(decnetbus.Event) {}) }()
 	pub := &busrig.Publisher{Client: pubClient, Interval: 200 * time.Microsecond}
 
-	stream := busrig.ObservationStream(42, 2400, 60)
-	phaseA, phaseB, phaseC := stream[:900], stream[900:1600], stream[1600:]
+	stream := busrig.ObservationStream(42, 2000, 50)
+	phaseA, phaseB, phaseC := stream[:750], stream[750:1350], stream[1350:]
 	obsTopic := "attacker.observation.motor.input_modality"
 	ctx := context.Background()
 	wait := func(what string, timeout time.Duration, cond func() bool) {
@@ -291,16 +293,43 @@ func TestBridgeSurvivesKillsOutagesAndBusRestart(t *testing.T) {
 	}
 	_ = sp.Close()
 
-	// Everything the queue got is processed.
+	// Everything the queue got is processed: the queue stays empty, with
+	// nothing in flight, for a while; only then does the mapping stop (a
+	// receive cut off by stopping could hide messages in flight).
+	client := sqs.NewFromConfig(srv.Config())
+	idleSince := time.Time{}
+	wait("the observation queue processed", 120*time.Second, func() bool {
+		if !queueEmpty(t, client, queue) {
+			idleSince = time.Time{}
+			return false
+		}
+		if idleSince.IsZero() {
+			idleSince = time.Now()
+		}
+		return time.Since(idleSince) > 3*time.Second
+	})
 	stopMapping()
 	<-mapDone
-	drainCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	if err := mapping.RunUntilDrained(drainCtx, 2*time.Second); err != nil {
-		t.Fatalf("drain the observation queue: %v (mapping %+v)", err, mapping.Stats())
+	if ms := mapping.Stats(); ms.DeadLettered != 0 || !queueEmpty(t, client, stack.QueueURL(devstack.ObservationDeadLetterQueueID)) {
+		t.Fatalf("messages reached the dead-letter queue: mapping %+v", ms)
 	}
 
 	compareWithReplay(t, srv, stack, fnCfg, stream)
+}
+
+func queueEmpty(t *testing.T, client *sqs.Client, url string) bool {
+	t.Helper()
+	out, err := client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: []sqstypes.QueueAttributeName{
+		"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range out.Attributes {
+		if v != "0" {
+			return false
+		}
+	}
+	return true
 }
 
 // compareWithReplay checks that DynamoDB holds exactly the states a replay
