@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -355,7 +355,9 @@ func startSendTap(t *testing.T, upstream string) *sendTap {
 		rec := httptest.NewRecorder()
 		rp.ServeHTTP(rec, r)
 		if rec.Code == 200 {
-			var in struct{ Entries []struct{ MessageBody string } }
+			var in struct {
+				Entries []struct{ MessageBody string }
+			}
 			_ = json.Unmarshal(body, &in)
 			tap.mu.Lock()
 			for _, e := range in.Entries {
