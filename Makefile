@@ -37,11 +37,15 @@ $(RIE_STAMP):
 	rm -f $(LOCAL)/bin/.aws-lambda-rie-* && touch $@
 
 # Whole local round trip: moto + template resources + function under the
-# emulator, every events/*.json fixture invoked, states and alerts printed,
-# everything stopped again.
+# emulator, every events/*.json fixture invoked, then a DECNET-like
+# publisher on a local bus through the bridge, the queue, the function and
+# EventBridge out to the alerts and back onto the bus; states and alerts
+# printed, everything stopped again.
 run: tools
 	$(LOCALSTACK) run
 
+# The stack in the background, with the SQS event source mapping running:
+# messages sent to the observation queue are processed. stack-down stops it.
 stack-up: tools
 	$(LOCALSTACK) up
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 )
 
 // exitBadInput is the status when some input was rejected but the rest ran.
@@ -31,6 +32,8 @@ func commands() []command {
 		{"send", "check observation messages and send them to the observation queue", runSend},
 		{"state", "show the states of one identity or attacker from DynamoDB", runState},
 		{"rebuild", "recompute every state from the stored observations after a threshold or registry change", runRebuild},
+		{"backfill", "send the observations stored in DECNET's database (sqlite or mysql) to the queue", runBackfill},
+		{"bridge", "forward DECNET's bus to the observation queue, and the service's events back onto the bus", runBridge},
 	}
 }
 
@@ -48,14 +51,14 @@ Commands:
 	fmt.Fprint(w, `
 Run "attribution <command> --help" for a command's flags.
 Thresholds are read from ATTRIBUTION_* environment variables (see README).
-send, state and rebuild work on a deployed stack: name it with --stack, or
+send, state, rebuild, bridge and backfill work on a deployed stack: name it with --stack, or
 name its resources with flags or the function's environment variables;
 --endpoint-url (or AWS_ENDPOINT_URL) points them at a local stack.
 `)
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

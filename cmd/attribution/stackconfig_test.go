@@ -261,9 +261,11 @@ func TestHelpIsCompleteAndConsistent(t *testing.T) {
 		}
 	}
 	for name, resources := range map[string][]resource{
-		"send":    {observationQueue},
-		"state":   {identitiesTable, statesTable},
-		"rebuild": {observationsTable, statesTable, eventBus},
+		"send":     {observationQueue},
+		"state":    {identitiesTable, statesTable},
+		"rebuild":  {observationsTable, statesTable, eventBus},
+		"bridge":   {observationQueue, publishBackQueue},
+		"backfill": {observationQueue},
 	} {
 		help := runCLI(t, "", name, "--help").stdout
 		for _, flagName := range []string{"-stack", "-region", "-endpoint-url"} {

@@ -11,8 +11,8 @@
 // description of the stack to drift from the template.
 //
 // One deliberate difference: SNS e-mail cannot be observed locally, so
-// Provision creates an extra "alerts" SQS queue and makes it a target of
-// every rule, in place of the SNS topic. [Stack].AlertsQueue is where alerts
+// Provision creates an extra "alerts" SQS queue and makes it the target of
+// every rule in place of a target it cannot deliver to (the SNS topic). [Stack].AlertsQueue is where alerts
 // arrive. Resource types with no local counterpart (the function itself,
 // IAM, alarms, policies, log groups, SNS) are not created; [Stack].Notes
 // says so, one line each.

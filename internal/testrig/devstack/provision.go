@@ -88,7 +88,8 @@ const DefaultStackName = "decnet-attribution"
 // Provision creates the template's DynamoDB tables, SQS queues, EventBridge
 // buses and rules through clients, from the template's own definitions, and
 // returns their identifiers. It also creates a local alerts queue, added as
-// a target of every rule: it stands in for the rule's SNS topic.
+// a target of every rule with a target moto cannot deliver to: it stands in
+// for the rule's SNS topic.
 //
 // Resource types that need no local counterpart (functions, IAM, alarms,
 // policies, log groups, SNS) are not created; each gets one line in
@@ -668,13 +669,16 @@ func (p *provisioner) rule(id string, def ResourceDef) (Resource, error) {
 		}
 	}
 	// The alerts queue receives what the replaced target (the SNS topic)
-	// would have: same input shaping, retry policy and dead-letter queue.
-	alerts := ebtypes.Target{Id: aws.String("local-alerts-queue"), Arn: aws.String(p.stack.AlertsQueue.ARN)}
-	if replaced != nil {
-		alerts.Input, alerts.InputPath, alerts.InputTransformer = replaced.Input, replaced.InputPath, replaced.InputTransformer
-		alerts.RetryPolicy, alerts.DeadLetterConfig = replaced.RetryPolicy, replaced.DeadLetterConfig
+	// would have: same input shaping, retry policy and dead-letter queue. A
+	// rule whose targets all exist locally (a queue) needs no stand-in.
+	if replaced != nil || len(targets) == 0 {
+		alerts := ebtypes.Target{Id: aws.String("local-alerts-queue"), Arn: aws.String(p.stack.AlertsQueue.ARN)}
+		if replaced != nil {
+			alerts.Input, alerts.InputPath, alerts.InputTransformer = replaced.Input, replaced.InputPath, replaced.InputTransformer
+			alerts.RetryPolicy, alerts.DeadLetterConfig = replaced.RetryPolicy, replaced.DeadLetterConfig
+		}
+		targets = append(targets, alerts)
 	}
-	targets = append(targets, alerts)
 	put, err := p.clients.EventBridge.PutTargets(p.ctx, &eventbridge.PutTargetsInput{
 		Rule:         in.Name,
 		EventBusName: in.EventBusName,

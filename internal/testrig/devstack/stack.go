@@ -18,6 +18,8 @@ const (
 	AttributionBusID             = "AttributionBus"
 	AlertRuleID                  = "AlertRule"
 	AttributionFunctionID        = "AttributionFunction"
+	// With PublishBackToDecnet=true only.
+	PublishBackQueueID = "PublishBackQueue"
 )
 
 // Local credentials and account, accepted by moto.
@@ -40,8 +42,8 @@ type Stack struct {
 	// Resources holds every resource of the template whose condition holds,
 	// provisioned or not (see Resource.Provisioned).
 	Resources map[string]Resource
-	// AlertsQueue is a local SQS queue that every rule of the template also
-	// delivers to. It stands in for the SNS topic (whose e-mail delivery
+	// AlertsQueue is a local SQS queue that every rule of the template with
+	// an SNS target also delivers to. It stands in for the SNS topic (whose e-mail delivery
 	// cannot be observed locally): tests and tools read alerts from it.
 	AlertsQueue Resource
 	// Function is the template's Lambda function (not created: run it with
@@ -132,13 +134,14 @@ func (s *Stack) EnvMap() map[string]string {
 		"ALERTS_QUEUE_URL":      s.AlertsQueue.URL,
 	}
 	named := map[string]string{
-		"IDENTITIES_TABLE":      s.TableName(IdentitiesTableID),
-		"OBSERVATIONS_TABLE":    s.TableName(ObservationsTableID),
-		"STATES_TABLE":          s.TableName(StatesTableID),
-		"OBSERVATION_QUEUE_URL": s.QueueURL(ObservationQueueID),
-		"DLQ_URL":               s.QueueURL(ObservationDeadLetterQueueID),
-		"ALERT_RULE_DLQ_URL":    s.QueueURL(AlertRuleDeadLetterQueueID),
-		"EVENT_BUS_NAME":        s.BusName(AttributionBusID),
+		"IDENTITIES_TABLE":       s.TableName(IdentitiesTableID),
+		"OBSERVATIONS_TABLE":     s.TableName(ObservationsTableID),
+		"STATES_TABLE":           s.TableName(StatesTableID),
+		"OBSERVATION_QUEUE_URL":  s.QueueURL(ObservationQueueID),
+		"DLQ_URL":                s.QueueURL(ObservationDeadLetterQueueID),
+		"ALERT_RULE_DLQ_URL":     s.QueueURL(AlertRuleDeadLetterQueueID),
+		"EVENT_BUS_NAME":         s.BusName(AttributionBusID),
+		"PUBLISH_BACK_QUEUE_URL": s.QueueURL(PublishBackQueueID),
 	}
 	for k, v := range named {
 		if v != "" {
@@ -159,7 +162,7 @@ func (s *Stack) EnvMap() map[string]string {
 // Env returns KEY=value pairs, sorted by key, to run the function or a tool
 // against the stack: the endpoint, region and local credentials; the
 // tables, queues (OBSERVATION_QUEUE_URL, DLQ_URL, ALERT_RULE_DLQ_URL,
-// ALERTS_QUEUE_URL) and bus; and the function's environment from the
+// ALERTS_QUEUE_URL, PUBLISH_BACK_QUEUE_URL when the stack has one) and bus; and the function's environment from the
 // template.
 func (s *Stack) Env() []string {
 	return pairs(s.EnvMap())

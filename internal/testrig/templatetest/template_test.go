@@ -422,3 +422,59 @@ func unwrapIf(v any) []any {
 	}
 	return append(unwrapIf(args[1]), unwrapIf(args[2])...)
 }
+
+// The bridge's managed policy allows exactly what `attribution bridge`
+// calls: SendMessage (SendMessageBatch's permission) on the observation
+// queue, and with publish-back ReceiveMessage and DeleteMessage on its
+// queue; the publish-back resources exist only with PublishBackToDecnet.
+func TestDecnetBridgeResources(t *testing.T) {
+	tpl := mustLoadTemplate(t)
+	resources, _ := tpl["Resources"].(map[string]any)
+
+	if got := lookup(tpl, "Parameters", "PublishBackToDecnet", "Default"); got != "false" {
+		t.Errorf("PublishBackToDecnet default = %v, want false (opt-in)", got)
+	}
+	for _, id := range []string{"PublishBackQueue", "PublishBackDeadLetterQueue", "PublishBackQueuePolicy", "PublishBackRule"} {
+		if got := lookup(resources, id, "Condition"); got != "HasPublishBack" {
+			t.Errorf("%s: Condition = %v, want HasPublishBack", id, got)
+		}
+	}
+	if got := fmt.Sprint(lookup(resources, "PublishBackRule", "Properties", "EventPattern", "detail-type")); got != "[attribution.profile.state_changed attribution.profile.multi_actor_suspected]" {
+		t.Errorf("PublishBackRule detail-type = %s", got)
+	}
+	if got := fmt.Sprint(lookup(resources, "PublishBackRule", "Properties", "Targets")); !strings.Contains(got, "PublishBackQueue Arn") {
+		t.Errorf("PublishBackRule targets = %s, want the publish-back queue", got)
+	}
+
+	if got := lookup(resources, "DecnetBridgePolicy", "Type"); got != "AWS::IAM::ManagedPolicy" {
+		t.Fatalf("DecnetBridgePolicy: Type = %v", got)
+	}
+	type grant struct{ actions, resource string }
+	var grants []grant
+	walkStatements(lookup(resources, "DecnetBridgePolicy"), func(where string, st map[string]any) {
+		if st["Effect"] != "Allow" {
+			t.Errorf("%s: unexpected %v statement", where, st["Effect"])
+			return
+		}
+		var actions []string
+		for _, a := range asList(st["Action"]) {
+			actions = append(actions, fmt.Sprint(a))
+		}
+		slices.Sort(actions)
+		grants = append(grants, grant{strings.Join(actions, ","), fmt.Sprint(st["Resource"])})
+	})
+	want := []grant{
+		{"sqs:SendMessage", "map[Fn::GetAtt:[ObservationQueue Arn]]"},
+		{"sqs:DeleteMessage,sqs:ReceiveMessage", "map[Fn::GetAtt:[PublishBackQueue Arn]]"},
+	}
+	if fmt.Sprint(grants) != fmt.Sprint(want) {
+		t.Errorf("DecnetBridgePolicy grants\n got %v\nwant %v", grants, want)
+	}
+	outputs, _ := tpl["Outputs"].(map[string]any)
+	if got := lookup(outputs, "DecnetBridgePolicyArn", "Value", "Ref"); got != "DecnetBridgePolicy" {
+		t.Errorf("output DecnetBridgePolicyArn = %v", got)
+	}
+	if got := lookup(outputs, "PublishBackQueueUrl", "Condition"); got != "HasPublishBack" {
+		t.Errorf("output PublishBackQueueUrl condition = %v", got)
+	}
+}

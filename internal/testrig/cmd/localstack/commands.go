@@ -56,6 +56,16 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		if err := writePID(ws.local("rie.pid"), l.emulator.Process.PID()); err != nil {
 			return err
 		}
+		mapping, err := startDetachedMapping(ws, l.stack, l.emulator.InvokeURL)
+		if err != nil {
+			return fmt.Errorf("start the event source mapping: %w", err)
+		}
+		if err := writePID(ws.local("esm.pid"), mapping.PID()); err != nil {
+			return err
+		}
+		fmt.Printf("event source mapping %s → function (batch size %d, window %s; pid %d)\n",
+			l.stack.Function.EventSources[0].QueueLogicalID, l.stack.Function.EventSources[0].BatchSize,
+			l.stack.Function.EventSources[0].MaximumBatchingWindow, mapping.PID())
 		sam, err := l.samEnv(*samHost)
 		if err != nil {
 			return err
@@ -69,6 +79,7 @@ func cmdUp(ctx context.Context, ws workspace, args []string) error {
 		return errors.Join(fmt.Errorf("record the stack in %s: %w", ws.local(), err), l.stop(), stopRecorded(ws, os.Stdout))
 	}
 	fmt.Printf("\nstack is up; environment in %s, logs in %s\n", rel(ws, ws.envFile()), rel(ws, ws.local("logs")))
+	fmt.Println("  send:    set -a; . .local/stack.env; set +a; go run ./cmd/attribution send FILE  (processed by the mapping)")
 	fmt.Println("  invoke:  go run ./internal/testrig/cmd/localstack invoke events/sqs-single-observation.json")
 	fmt.Println("  stop:    go run ./internal/testrig/cmd/localstack down")
 	return nil
@@ -127,7 +138,8 @@ func cmdRun(ctx context.Context, ws workspace, args []string) (err error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	port := fs.Int("port", 0, "moto port (default: a free port)")
 	bootstrap := fs.String("bootstrap", "", "run this prebuilt bootstrap instead of building ./functions/attribution")
-	params := paramFlag{}
+	noDecnet := fs.Bool("no-decnet", false, "only invoke the fixtures; skip the DECNET bus → bridge → queue → bus path")
+	params := paramFlag{"PublishBackToDecnet": "true"}
 	fs.Var(params, "param", "template parameter override KEY=VALUE (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -178,6 +190,11 @@ func cmdRun(ctx context.Context, ws workspace, args []string) (err error) {
 			return err
 		}
 		if err := invokeFixture(ctx, ws, l, f); err != nil {
+			return err
+		}
+	}
+	if !*noDecnet {
+		if err := runDecnetPath(ctx, ws, l, logDir, os.Stdout); err != nil {
 			return err
 		}
 	}

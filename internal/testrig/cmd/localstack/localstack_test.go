@@ -12,6 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
 	"decnet-attribution/internal/testrig/awstest"
 	"decnet-attribution/internal/testrig/devstack"
 )
@@ -140,7 +145,7 @@ func TestUpInvokeDown(t *testing.T) {
 	}
 
 	var pids []int
-	for _, f := range []string{"moto.pid", "rie.pid"} {
+	for _, f := range []string{"moto.pid", "rie.pid", "esm.pid"} {
 		b, err := os.ReadFile(filepath.Join(local, f))
 		if err != nil {
 			t.Fatal(err)
@@ -188,7 +193,7 @@ func TestUpInvokeDown(t *testing.T) {
 			t.Errorf("process %d still runs after down", pid)
 		}
 	}
-	for _, f := range []string{"stack.env", "sam-env.json", "moto.pid", "rie.pid"} {
+	for _, f := range []string{"stack.env", "sam-env.json", "moto.pid", "rie.pid", "esm.pid"} {
 		if _, err := os.Stat(filepath.Join(local, f)); !os.IsNotExist(err) {
 			t.Errorf("%s left behind after down (%v)", f, err)
 		}
@@ -230,6 +235,12 @@ func TestRunWithFunction(t *testing.T) {
 		"att-3b9d  motor.input_modality",
 		"== alerts delivered by the EventBridge rule",
 		"state_changed",
+		// The DECNET path: bus → bridge → queue → function → back onto the bus.
+		"publishing 300 observations of 8 attackers",
+		"bridge: received 300, spooled 300, sent 300 to the observation queue, failed 0, spool depth 0",
+		"function: {Batches:",
+		"back on DECNET's bus (heard by a dashboard subscriber): ",
+		"  attribution.profile.state_changed ",
 		"stopping the local stack",
 	} {
 		if !strings.Contains(out, want) {
@@ -241,5 +252,66 @@ func TestRunWithFunction(t *testing.T) {
 	}
 	if b, err := exec.Command("pgrep", "-f", bootstrap).Output(); err == nil && len(bytes.TrimSpace(b)) > 0 {
 		t.Errorf("function processes still run after run: %s", b)
+	}
+}
+
+// TestUpProcessesQueue: after up, a message sent to the observation queue
+// is processed, as the event source mapping does in AWS, and down stops
+// the mapping with the rest.
+func TestUpProcessesQueue(t *testing.T) {
+	t.Parallel()
+	bin, rie := mustLocalstack(t), awstest.RIE(t)
+	bootstrap := awstest.BuildBootstrap(t, "./functions/attribution")
+	root := mustWorkspace(t, false)
+	t.Cleanup(func() { runLocalstack(t, bin, rie, "-root", root, "down") })
+	up := runLocalstack(t, bin, rie, "-root", root, "up", "-bootstrap", bootstrap, "-stack", "lsesm")
+	if up.err != nil {
+		t.Fatalf("up: %v\n%s%s", up.err, up.stdout, up.stderr)
+	}
+	if !strings.Contains(up.stdout, "event source mapping ObservationQueue → function (batch size 10") {
+		t.Errorf("up does not announce the mapping with the template's batch size:\n%s", up.stdout)
+	}
+	b, err := os.ReadFile(filepath.Join(root, ".local", "stack.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := devstack.ParseEnv(strings.Split(string(b), "\n"))
+	cfg := devstack.AWSConfig(env["AWS_ENDPOINT_URL"], env["AWS_REGION"])
+	body := `{"attacker_uuid":"att-esm","primitive":"motor.input_modality","evidence_ref":"r1","ts":1764000000,"value":"typed"}`
+	if _, err := sqs.NewFromConfig(cfg).SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(env["OBSERVATION_QUEUE_URL"]), MessageBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{
+			TableName: aws.String(env["IDENTITIES_TABLE"]),
+			Key:       map[string]ddbtypes.AttributeValue{"attacker_uuid": &ddbtypes.AttributeValueMemberS{Value: "att-esm"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Item) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(root, ".local", "logs", "esm.log"))
+			t.Fatalf("the message sent to the queue was not processed within 60s; esm.log:\n%s", log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	pidText, err := os.ReadFile(filepath.Join(root, ".local", "esm.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	if down := runLocalstack(t, bin, rie, "-root", root, "down"); down.err != nil || !strings.Contains(down.stdout, "esm -queue-url") {
+		t.Fatalf("down: %v\n%s%s", down.err, down.stdout, down.stderr)
+	}
+	for end := time.Now().Add(5 * time.Second); alive(pid) && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Errorf("the mapping (pid %d) still runs after down", pid)
 	}
 }

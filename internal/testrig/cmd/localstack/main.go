@@ -7,11 +7,14 @@
 //	localstack [-root DIR] up [-port N] [-stack NAME] [-param K=V]... [-bootstrap FILE]
 //	localstack [-root DIR] down
 //	localstack [-root DIR] invoke FILE
-//	localstack [-root DIR] run [-port N] [-param K=V]... [-bootstrap FILE] [FILE...]
+//	localstack [-root DIR] run [-port N] [-param K=V]... [-bootstrap FILE] [-no-decnet] [FILE...]
+//	localstack esm -queue-url URL -invoke-url URL -endpoint URL [-batch-size N] [-window D]
 //
 // up starts moto (unless AWS_ENDPOINT_URL already answers), provisions the
-// template, builds the function for this machine (.local/bootstrap) and
-// starts the emulator. The processes keep running after up exits; their
+// template, builds the function for this machine (.local/bootstrap),
+// starts the emulator and the SQS event source mapping (the project's own,
+// internal/testrig/sqspoller, with the template's batch size and window), so messages
+// sent to the observation queue are processed as in AWS. The processes keep running after up exits; their
 // PIDs are in .local/*.pid, their output in .local/logs/, and
 // .local/stack.env holds KEY=value lines for the stack (endpoint, tables,
 // queues, bus, LAMBDA_INVOKE_URL). down stops them.
@@ -19,10 +22,16 @@
 // invoke posts an SQS event (e.g. events/sqs-single-observation.json) to
 // the running function and prints its response.
 //
-// run does all of it in one go with processes of its own: up, invoke every
-// events/*.json fixture (or the files given), print the resulting states and
-// the alerts the EventBridge rule delivered, and stop everything, also on
-// error or interrupt.
+// esm runs an event source mapping in the foreground (up starts one in
+// the background).
+//
+// run does all of it in one go with processes of its own: up (with
+// PublishBackToDecnet=true), invoke every events/*.json fixture (or the
+// files given), then the DECNET path — a DECNET-like publisher on a local
+// bus, the bridge, the queue and the event source mapping, the function,
+// and the events back on the bus — print the resulting states and the
+// alerts the EventBridge rule delivered, and stop everything, also on
+// error or interrupt (-no-decnet skips the DECNET path).
 package main
 
 import (
@@ -76,6 +85,8 @@ func run(ctx context.Context, args []string) error {
 		return cmdInvoke(ctx, ws, rest)
 	case "run":
 		return cmdRun(ctx, ws, rest)
+	case "esm":
+		return cmdMapping(ctx, rest)
 	default:
 		return fmt.Errorf("%w (unknown command %q)", errUsage, cmd)
 	}

@@ -37,6 +37,7 @@ func (w workspace) pidFiles() map[string]string {
 	return map[string]string{
 		w.local("rie.pid"):  "aws-lambda-rie",
 		w.local("moto.pid"): "moto.server",
+		w.local("esm.pid"):  " esm -queue-url ",
 	}
 }
 
