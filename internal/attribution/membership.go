@@ -185,6 +185,7 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		}
 		p.count(MetricTransitions, ch.transitions)
 		p.count(MetricSuspicions, ch.suspicions)
+		p.count(MetricRekeyed, ch.rekeyed)
 		if err := p.publishMembership(ctx, ch.commit); err != nil {
 			return err
 		}
@@ -204,9 +205,9 @@ type membershipChange struct {
 	moved      []string // attackers whose canonical identity may change
 	flush      []string // identities whose pending events to publish
 	recomputed bool
-	// transitions and suspicions are counted once the change is committed:
-	// a conflict plans it again.
-	transitions, suspicions int
+	// transitions, suspicions and rekeyed identities are counted once the
+	// change is committed: a conflict plans it again.
+	transitions, suspicions, rekeyed int
 
 	nodes  map[string]*IdentityRecord
 	before map[string]nodeBefore
@@ -298,6 +299,11 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		}
 		ar.AttackerUUID = attacker
 		if !newer(ar.Stamp) {
+			if ar.Stamp == ev.Stamp && ar.Previous != "" {
+				// This very event moved the attacker: a crash may have
+				// left the rekeying of where it came from unpublished.
+				ch.flush = append(ch.flush, ar.Previous)
+			}
 			return ch, nil
 		}
 		old := ar.IdentityUUID
@@ -307,7 +313,7 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			// this change cannot create series under the stub.
 			old = StubIdentityID(attacker)
 		}
-		ar.IdentityUUID, ar.Stamp = ev.Identity, ev.Stamp
+		ar.IdentityUUID, ar.Stamp, ar.Previous = ev.Identity, ev.Stamp, old
 		ch.commit.Attackers = append(ch.commit.Attackers, ar)
 		ch.moved = []string{attacker}
 		if old != ev.Identity {
@@ -486,7 +492,7 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 				if err := n.rekey(into, ch.ev.Topic, slices.Sorted(maps.Keys(recs)), ch.ev.Stamp.TS); err != nil {
 					return err
 				}
-				p.count(MetricRekeyed, 1)
+				ch.rekeyed++
 			}
 			continue
 		}
@@ -583,31 +589,36 @@ func (p *Processor) publishMembership(ctx context.Context, c *MembershipCommit) 
 }
 
 // flushIdentities publishes what is pending in the outboxes of identities
-// (and their series) a membership event concerned.
+// a membership event concerned, of the identities they are merged into,
+// and of the series of the canonical ones (where a change recomputes).
 func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 	var events []Event
 	owner := make(map[string]SeriesKey)
-	for _, id := range ids {
-		n, err := p.Store.LoadIdentity(ctx, id, true)
-		if err != nil {
-			return fmt.Errorf("load identity %s: %w", id, err)
-		}
-		for _, e := range n.Pending() {
-			events = append(events, e)
-			owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
-		}
-		if n.Parent != "" || n.Version == 0 {
-			continue
-		}
-		recs, err := p.Store.LoadIdentitySeries(ctx, id)
-		if err != nil {
-			return fmt.Errorf("load series of identity %s: %w", id, err)
-		}
-		for _, prim := range slices.Sorted(maps.Keys(recs)) {
-			for _, e := range recs[prim].Pending() {
-				events = append(events, e)
-				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}
+	seen := make(map[string]bool)
+	for _, start := range ids {
+		for id, hops := start, 0; id != "" && !seen[id] && hops <= MaxMergeChain; hops++ {
+			seen[id] = true
+			n, err := p.Store.LoadIdentity(ctx, id, true)
+			if err != nil {
+				return fmt.Errorf("load identity %s: %w", id, err)
 			}
+			for _, e := range n.Pending() {
+				events = append(events, e)
+				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
+			}
+			if n.Parent == "" && n.Version > 0 {
+				recs, err := p.Store.LoadIdentitySeries(ctx, id)
+				if err != nil {
+					return fmt.Errorf("load series of identity %s: %w", id, err)
+				}
+				for _, prim := range slices.Sorted(maps.Keys(recs)) {
+					for _, e := range recs[prim].Pending() {
+						events = append(events, e)
+						owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}
+					}
+				}
+			}
+			id = n.Parent
 		}
 	}
 	return p.publishOutboxEvents(ctx, events, owner)
