@@ -20,6 +20,8 @@ const (
 	attrIdentity  = "identity_uuid"
 	attrPrimitive = "primitive"
 	attrSeries    = "series"
+	// attrObservation holds an observation item's body (its JSON).
+	attrObservation = "obs"
 	// identityItem is the sort key of an identity's own record.
 	identityItem = "#identity"
 )
