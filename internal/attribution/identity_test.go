@@ -152,3 +152,47 @@ func TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending(t *testing.T)
 		}
 	}
 }
+
+// TestNextMovePublishesWhatThePreviousMoveLeftPending: the bus refuses the
+// events of a1's first move (its stub retired into I1), and DECNET moves a1
+// again before that event is delivered again; the second move publishes
+// the stub's rekeyed event, which the late redelivery (a no-op, no longer
+// a1's latest move) could not.
+func TestNextMovePublishesWhatThePreviousMoveLeftPending(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	bus := &refusingBus{}
+	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
+		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
+	process := func(body []byte) error { return proc.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0] }
+	s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: "r1", TS: 100, Value: `"typed"`, Confidence: 0.9}
+	if err := process(s.body()); err != nil {
+		t.Fatal(err)
+	}
+	first := busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`)
+	bus.down = true
+	if err := process(first); err == nil {
+		t.Fatal("the change's events were refused: the message must fail")
+	}
+	bus.down = false
+	if err := process(busEvent(attribution.TopicIdentityLinked, "e2", 201, `{"identity_uuid":"I2","observation_uuid":"a1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	stub := attribution.StubIdentityID("a1")
+	n, err := store.LoadIdentity(ctx, stub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Rekeys != 1 || len(n.Pending()) != 0 {
+		t.Errorf("stub: %d rekeyed events, %d still pending after a1's next move", n.Rekeys, len(n.Pending()))
+	}
+	published := 0
+	for _, e := range bus.accepted {
+		if e.ID == attribution.EventID(attribution.EventIdentityRekeyed, stub, 1) {
+			published++
+		}
+	}
+	if published != 1 {
+		t.Errorf("the stub's rekeyed event was published %d times, want once", published)
+	}
+}

@@ -189,6 +189,9 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		if err := p.publishMembership(ctx, ch.commit); err != nil {
 			return err
 		}
+		if err := p.flushIdentities(ctx, ch.left); err != nil {
+			return err
+		}
 		return ch.report
 	}
 }
@@ -201,9 +204,13 @@ type membershipChange struct {
 	// report is an invalid-input error about an event that was applied all
 	// the same (an unmerge of a merge not seen: its stamp is kept so that
 	// the merge, arriving late, changes nothing).
-	report     error
-	moved      []string // attackers whose canonical identity may change
-	flush      []string // identities whose pending events to publish
+	report error
+	moved  []string // attackers whose canonical identity may change
+	flush  []string // identities whose pending events to publish
+	// left is the identity the attacker's previous move left: that move's
+	// rekeying may still be pending (its event redelivered only after this
+	// one, a no-op then), and this change publishes it.
+	left       []string
 	recomputed bool
 	// transitions, suspicions and rekeyed identities are counted once the
 	// change is committed: a conflict plans it again.
@@ -312,6 +319,9 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			// written all the same, so that a first sighting racing with
 			// this change cannot create series under the stub.
 			old = StubIdentityID(attacker)
+		}
+		if ar.Previous != "" && ar.Previous != old && ar.Previous != ev.Identity {
+			ch.left = []string{ar.Previous}
 		}
 		ar.IdentityUUID, ar.Stamp, ar.Previous = ev.Identity, ev.Stamp, old
 		ch.commit.Attackers = append(ch.commit.Attackers, ar)
