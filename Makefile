@@ -83,8 +83,9 @@ bench: tools
 
 # ---- chaos ------------------------------------------------------------------
 # Every chaos scenario at full size against a fresh moto (internal/testrig/chaos:
-# redeliveries, 8 pollers on hot attackers, DynamoDB and EventBridge faults,
-# crashes in process and under the emulator; one summary each, non-zero exit
+# redeliveries, 8 pollers on hot attackers, DECNET identity events mixed
+# in, DynamoDB and EventBridge faults, crashes in process and under the
+# emulator; one summary each, non-zero exit
 # on any violated verdict), then short fuzz runs of decoding and the engine.
 # Fuzz longer with FUZZTIME=30m make chaos, or one target at a time:
 #   go test -run '^$$' -fuzz FuzzIncremental -fuzztime 1h ./internal/attribution/

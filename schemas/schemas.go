@@ -3,7 +3,10 @@
 // beside it:
 //
 //   - observation-message.schema.json: the body of an observation queue
-//     message (bare envelope, EventBridge event or SNS notification);
+//     message (bare envelope, EventBridge event, SNS notification, DECNET
+//     bus envelope, or identity event);
+//   - identity-event.schema.json: an identity event of DECNET's clusterer,
+//     as the observation queue receives it;
 //   - state-changed.schema.json: the detail of
 //     attribution.profile.state_changed;
 //   - multi-actor-suspected.schema.json: the detail of
@@ -19,6 +22,7 @@ import "embed"
 // File names of the schemas in FS.
 const (
 	ObservationMessage  = "observation-message.schema.json"
+	IdentityEvent       = "identity-event.schema.json"
 	StateChanged        = "state-changed.schema.json"
 	MultiActorSuspected = "multi-actor-suspected.schema.json"
 	IdentityRekeyed     = "identity-rekeyed.schema.json"

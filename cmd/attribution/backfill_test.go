@@ -113,10 +113,10 @@ func TestBackfillFromSQLite(t *testing.T) {
 	}
 	a4 := byID["a4"]
 	if a4.AttackerUUID != "att-bf" || a4.Primitive != "environmental.locale" || a4.TS != 1764000300 ||
-		a4.EvidenceRef != "shard:d1/ssh/2026-11-30.jsonl#a4" || string(mustJSON(a4.Value)) != `{"lang":"en","tz":"UTC"}` {
+		a4.EvidenceRef != "shard:d1/ssh/2026-11-30.jsonl#a4" || mustJSON(t, a4.Value) != `{"lang":"en","tz":"UTC"}` {
 		t.Errorf("row a4 became %+v", a4)
 	}
-	if v := string(mustJSON(byID["a7"].Value)); v != "null" {
+	if v := mustJSON(t, byID["a7"].Value); v != "null" {
 		t.Errorf("a null value became %s", v)
 	}
 
@@ -152,9 +152,4 @@ func TestBackfillUsageErrors(t *testing.T) {
 			t.Errorf("%s: %+v, want exit 2 and %q", name, res, c.want)
 		}
 	}
-}
-
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
 }

@@ -26,11 +26,14 @@ thresholds (ATTRIBUTION_* environment variables) or of the primitive registry
 first, then rebuild with the same settings.
 
 The observations table is scanned in --segments parallel segments to find
-the series; each series is then rebuilt from all its observations (read
-consistently), and its record written with a version-conditioned write
+the stored series (each attacker's own); each attacker is resolved to its
+canonical identity (through the identities table and DECNET's merges), and
+each series of a canonical identity is rebuilt from all the observations of
+all its attackers (read consistently), and its record written with a version-conditioned write
 together with the identity's multi_actor flags, so a rebuild can run while
-the function works: on a conflict the series is read and rebuilt again. A
-record that comes out the same is not written. Memory grows with the number
+the function works: on a conflict the series is read and rebuilt again.
+Identities merged into another, or left without attackers, keep their
+frozen records. A record that comes out the same is not written. Memory grows with the number
 of series (one key each, for the checkpoint), not with observations.
 
 For every series whose state changes, a line goes to standard output:
@@ -58,14 +61,14 @@ error; a summary line follows.
 `
 
 func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rebuild", "rebuild [flags]", rebuildDescription+awsHelp(observationsTable, statesTable, eventBus), stdout)
+	fs := newFlagSet("rebuild", "rebuild [flags]", rebuildDescription+awsHelp(identitiesTable, observationsTable, statesTable, eventBus), stdout)
 	segments := fs.Int("segments", operator.DefaultSegments, fmt.Sprintf("parallel scan segments, 1 to %d", operator.MaxSegments))
 	checkpoint := fs.String("checkpoint", defaultCheckpoint, "file keeping the rebuild's progress, to resume from")
 	dryRun := fs.Bool("dry-run", false, "report the states that would change; write nothing")
 	emit := fs.Bool("emit", false, "publish the transitions to the event bus")
 	pageSize := fs.Int("page-size", 0, "observation items per scan page (default: DynamoDB's 1 MB pages)")
 	registryPath := fs.String("registry", "", `JSON file {"primitive": "categorical|numeric|hash"} overriding the built-in primitive kinds (default: $ATTRIBUTION_REGISTRY)`)
-	awsf := addAWSFlags(fs, observationsTable, statesTable, eventBus)
+	awsf := addAWSFlags(fs, identitiesTable, observationsTable, statesTable, eventBus)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -91,7 +94,7 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	required := []resource{observationsTable, statesTable}
+	required := []resource{identitiesTable, observationsTable, statesTable}
 	if *emit {
 		required = append(required, eventBus)
 	}
@@ -100,7 +103,7 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 		return err
 	}
 	db := dynamodb.NewFromConfig(setup.cfg)
-	tables := ddbstore.Tables{Observations: setup.name(observationsTable), States: setup.name(statesTable)}
+	tables := ddbstore.Tables{Identities: setup.name(identitiesTable), Observations: setup.name(observationsTable), States: setup.name(statesTable)}
 	r := &operator.Rebuilder{
 		Client:            db,
 		ObservationsTable: tables.Observations,

@@ -105,7 +105,7 @@ func TestRebuildCommand(t *testing.T) {
 	}
 
 	env := stack.EnvMap()
-	for _, k := range []string{"OBSERVATIONS_TABLE", "STATES_TABLE", "EVENT_BUS_NAME"} {
+	for _, k := range []string{"IDENTITIES_TABLE", "OBSERVATIONS_TABLE", "STATES_TABLE", "EVENT_BUS_NAME"} {
 		t.Setenv(k, env[k])
 	}
 	checkpoint := filepath.Join(t.TempDir(), "rebuild.json")
@@ -239,9 +239,10 @@ func TestRebuildUsageErrors(t *testing.T) {
 		"dry run and emit": {[]string{"rebuild", "--dry-run", "--emit"}, 2, "drop --emit"},
 		"no segments":      {[]string{"rebuild", "--segments", "0"}, 2, "--segments must be 1 to 64"},
 		"arguments":        {[]string{"rebuild", "x"}, 2, "no arguments"},
-		"no tables": {[]string{"rebuild"}, 1, "observations table: not set; pass --observations-table, set OBSERVATIONS_TABLE or --stack\n" +
+		"no tables": {[]string{"rebuild"}, 1, "identities table: not set; pass --identities-table, set IDENTITIES_TABLE or --stack\n" +
+			"observations table: not set; pass --observations-table, set OBSERVATIONS_TABLE or --stack\n" +
 			"states table: not set; pass --states-table, set STATES_TABLE or --stack"},
-		"emit without a bus": {[]string{"rebuild", "--emit", "--observations-table", "o", "--states-table", "s"}, 1, "event bus: not set; pass --event-bus, set EVENT_BUS_NAME or --stack"},
+		"emit without a bus": {[]string{"rebuild", "--emit", "--identities-table", "i", "--observations-table", "o", "--states-table", "s"}, 1, "event bus: not set; pass --event-bus, set EVENT_BUS_NAME or --stack"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			res := runCLI(t, "", c.args...)

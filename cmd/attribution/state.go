@@ -21,11 +21,15 @@ import (
 
 const stateDescription = `Shows the states the engine holds about one identity, named directly
 (--identity) or through one of its attackers (--attacker, resolved in the
-identities table): one row per primitive with the state word, the current
-value, the confidence, the observation count, "stable since" (when the state
-word last changed) and the last observation, times in UTC as RFC 3339 and
-relative to now. A footer names the primitives the identity record holds in
-multi_actor, and the events still waiting to be published, if any.
+identities table). An identity merged into another shows the canonical
+identity at the end of its merge chain: first the chain (the identity
+asked about, or the attacker's literal identity, to the canonical one) and
+the canonical identity's attackers, then one row per primitive with the
+state word, the current value, the confidence, the observation count,
+"stable since" (when the state word last changed) and the last
+observation, times in UTC as RFC 3339 and relative to now. A footer names
+the primitives the identity record holds in multi_actor, and the events
+still waiting to be published, if any.
 
 With --json, writes JSON Lines instead: one line per primitive,
   {"type":"state","identity_uuid","attacker_uuid","primitive","state",
@@ -33,7 +37,11 @@ With --json, writes JSON Lines instead: one line per primitive,
    "last_observation_ts","transitions","pending_events"}
 then one line about the identity,
   {"type":"identity","identity_uuid","attacker_uuid",
-   "multi_actor_primitives","suspicions"}
+   "multi_actor_primitives","suspicions","attackers","chain"}
+where identity_uuid is the canonical identity, attackers its sorted
+attackers, and chain the merge chain, each link
+  {"identity_uuid","merged_ts","merged_event_id"} (the merge into the next
+link; the last link, the canonical identity, has neither).
 
 The exit status is 1 when the attacker or identity is not found.
 
@@ -95,11 +103,19 @@ type stateJSON struct {
 }
 
 type identityJSON struct {
-	Type                 string   `json:"type"`
-	IdentityUUID         string   `json:"identity_uuid"`
-	AttackerUUID         string   `json:"attacker_uuid"`
-	MultiActorPrimitives []string `json:"multi_actor_primitives"`
-	Suspicions           int64    `json:"suspicions"`
+	Type                 string     `json:"type"`
+	IdentityUUID         string     `json:"identity_uuid"`
+	AttackerUUID         string     `json:"attacker_uuid"`
+	MultiActorPrimitives []string   `json:"multi_actor_primitives"`
+	Suspicions           int64      `json:"suspicions"`
+	Attackers            []string   `json:"attackers"`
+	Chain                []linkJSON `json:"chain"`
+}
+
+type linkJSON struct {
+	IdentityUUID  string   `json:"identity_uuid"`
+	MergedTS      *float64 `json:"merged_ts,omitempty"`
+	MergedEventID string   `json:"merged_event_id,omitempty"`
 }
 
 func writeStatesJSON(w io.Writer, s *operator.IdentityStates) error {
@@ -115,12 +131,22 @@ func writeStatesJSON(w io.Writer, s *operator.IdentityStates) error {
 			return err
 		}
 	}
-	flagged := s.Flagged
-	if flagged == nil {
-		flagged = []string{}
+	chain := make([]linkJSON, len(s.Chain))
+	for i, l := range s.Chain {
+		chain[i] = linkJSON{IdentityUUID: l.IdentityUUID, MergedEventID: l.Stamp.ID}
+		if !l.Stamp.IsZero() {
+			chain[i].MergedTS = &l.Stamp.TS
+		}
 	}
 	return enc.Encode(identityJSON{Type: "identity", IdentityUUID: s.IdentityUUID, AttackerUUID: s.AttackerUUID,
-		MultiActorPrimitives: flagged, Suspicions: s.Suspicions})
+		MultiActorPrimitives: orEmpty(s.Flagged), Suspicions: s.Suspicions, Attackers: orEmpty(s.Attackers), Chain: chain})
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // maxValueWidth bounds the value column; longer values are cut with "…".
@@ -131,7 +157,21 @@ func writeStatesTable(w io.Writer, s *operator.IdentityStates, now time.Time) er
 	if s.AttackerUUID != "" {
 		fmt.Fprintf(w, " (attacker %s)", s.AttackerUUID)
 	}
-	fmt.Fprint(w, "\n\n")
+	fmt.Fprintln(w)
+	if len(s.Chain) > 1 {
+		links := make([]string, len(s.Chain))
+		for i, l := range s.Chain {
+			links[i] = l.IdentityUUID
+		}
+		fmt.Fprintf(w, "merge chain: %s\n", strings.Join(links, " → "))
+		for _, l := range s.Chain[:len(s.Chain)-1] {
+			fmt.Fprintf(w, "  %s merged %s (event %s)\n", l.IdentityUUID, humanTime(l.Stamp.TS, now), l.Stamp.ID)
+		}
+	}
+	if len(s.Attackers) > 0 {
+		fmt.Fprintf(w, "attackers (%d): %s\n", len(s.Attackers), strings.Join(s.Attackers, ", "))
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PRIMITIVE\tSTATE\tVALUE\tCONFIDENCE\tCOUNT\tSTABLE SINCE\tLAST OBSERVATION")
 	pending := 0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -187,4 +188,94 @@ func TestRelativeTime(t *testing.T) {
 	if got := humanTime(1714054175.367, time.Unix(1714054175, 0).Add(time.Hour)); got != "2024-04-25T14:09:35Z (59m ago)" {
 		t.Errorf("fractional time: %q", got)
 	}
+}
+
+// TestStateCommandShowsMergeChain: after DECNET merged the identity of
+// att-1 into that of att-0, state --attacker att-1 shows att-1's literal
+// identity, the chain to the canonical one, its two attackers and the
+// states of the union, as the replay computes them.
+func TestStateCommandShowsMergeChain(t *testing.T) {
+	srv, stack := mustStack(t)
+	stream := cliStream()
+	stream = append(stream,
+		`{"v":1,"id":"e1","topic":"identity.formed","type":"formed","ts":1700100000,"payload":{"identity_uuid":"id-b","observation_uuids":["att-1"]}}`,
+		`{"v":1,"id":"e2","topic":"identity.formed","type":"formed","ts":1700100001,"payload":{"identity_uuid":"id-a","observation_uuids":["att-0"]}}`,
+		`{"v":1,"id":"e3","topic":"identity.merged","type":"merged","ts":1700100002,"payload":{"winner_uuid":"id-a","loser_uuid":"id-b"}}`,
+	)
+	t.Setenv("OBSERVATION_QUEUE_URL", stack.QueueURL("ObservationQueue"))
+	for _, part := range [][]string{stream[:len(stream)-3], stream[len(stream)-3:]} {
+		// Identity events after the observations: each one's change is
+		// then the only thing in flight.
+		if res := runCLI(t, strings.Join(part, "\n"), "send"); res.code != 0 {
+			t.Fatalf("send: %+v", res)
+		}
+		if n := mustDeliver(t, srv, stack); n != len(part) {
+			t.Fatalf("delivered %d of %d messages", n, len(part))
+		}
+	}
+	res := runCLI(t, strings.Join(stream, "\n"), "replay")
+	if res.code != 0 {
+		t.Fatalf("replay: %+v", res)
+	}
+	want := map[string]map[string]any{}
+	for _, l := range jsonLines(t, res.stdout) {
+		if l["type"] == "state" && l["identity_uuid"] == "id-a" {
+			want[l["primitive"].(string)] = l
+		}
+	}
+	if len(want) != 5 {
+		t.Fatalf("replay: %d states of id-a, want 5:\n%s", len(want), res.stdout)
+	}
+
+	t.Setenv("STATES_TABLE", stack.TableName("StatesTable"))
+	t.Setenv("IDENTITIES_TABLE", stack.TableName("IdentitiesTable"))
+	res = runCLI(t, "", "state", "--attacker", "att-1", "--json")
+	if res.code != 0 {
+		t.Fatalf("state --json: %+v", res)
+	}
+	lines := jsonLines(t, res.stdout)
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 5 states and the identity:\n%s", len(lines), res.stdout)
+	}
+	for _, l := range lines[:5] {
+		w := want[l["primitive"].(string)]
+		if l["identity_uuid"] != "id-a" || w == nil {
+			t.Fatalf("line %v", l)
+		}
+		for _, f := range []string{"state", "observation_count", "last_observation_ts", "current_value"} {
+			if fmt.Sprint(l[f]) != fmt.Sprint(w[f]) {
+				t.Errorf("%s %s: state says %v, replay %v", l["primitive"], f, l[f], w[f])
+			}
+		}
+	}
+	ident := lines[5]
+	if got := mustJSON(t, ident["chain"]); got != `[{"identity_uuid":"id-b","merged_event_id":"e3","merged_ts":1700100002},{"identity_uuid":"id-a"}]` {
+		t.Errorf("chain %s", got)
+	}
+	if got := fmt.Sprint(ident["attackers"]); got != "[att-0 att-1]" || ident["identity_uuid"] != "id-a" || ident["attacker_uuid"] != "att-1" {
+		t.Errorf("identity line %v", ident)
+	}
+
+	// The table, by the retired identity: the same chain and attackers.
+	res = runCLI(t, "", "state", "--identity", "id-b")
+	if res.code != 0 {
+		t.Fatalf("state: %+v", res)
+	}
+	for _, wantText := range []string{
+		"identity id-a", "merge chain: id-b → id-a\n", "  id-b merged 2023-11-16T", "(event e3)\n",
+		"attackers (2): att-0, att-1\n", "PRIMITIVE", "motor.input_modality",
+	} {
+		if !strings.Contains(res.stdout, wantText) {
+			t.Errorf("table lacks %q:\n%s", wantText, res.stdout)
+		}
+	}
+}
+
+func mustJSON(tb testing.TB, v any) string {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
 }

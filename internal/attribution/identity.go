@@ -67,6 +67,10 @@ type AttackerRecord struct {
 	// Stamp is that of the identity event that set IdentityUUID (zero for a
 	// stub).
 	Stamp Stamp
+	// Previous is the literal identity the event that set IdentityUUID
+	// moved the attacker from. A redelivery of that event changes nothing
+	// and publishes what the change left pending there.
+	Previous string
 	// Version is 0 for a record never written by an identity event.
 	Version int64
 }

@@ -1,11 +1,15 @@
 package attribution_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/memstore"
 )
 
 func TestDecodeIdentityEvents(t *testing.T) {
@@ -71,5 +75,124 @@ func TestDecodeIdentityEvents(t *testing.T) {
 	}
 	if _, err := attribution.DecodeMessage([]byte(env("identity.merged", `{"winner_uuid":"W","loser_uuid":"L"}`))); attribution.ErrorCode(err) != attribution.EINVALID {
 		t.Errorf("DecodeMessage of an identity event: %v, want invalid", err)
+	}
+}
+
+// refusingBus refuses every event while down, and keeps what it takes.
+type refusingBus struct {
+	down     bool
+	accepted []attribution.Event
+}
+
+func (b *refusingBus) Publish(_ context.Context, events []attribution.Event) error {
+	if b.down {
+		return errors.New("bus unavailable")
+	}
+	b.accepted = append(b.accepted, events...)
+	return nil
+}
+
+// TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending: the bus
+// refuses the events of a membership change (as after a crash between the
+// commit and the publish); the redelivered event changes nothing and must
+// publish them: the rekeyed event of the stub the attacker came from, and
+// the transitions of the series recomputed at the end of the chain.
+func TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	bus := &refusingBus{}
+	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
+		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
+	process := func(body []byte) error { return proc.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0] }
+	for i := range 5 {
+		s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: fmt.Sprintf("r%d", i), TS: float64(100 + i), Value: `"typed"`, Confidence: 0.9}
+		if err := process(s.body()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range [][]byte{
+		busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I2","observation_uuids":["a2"]}`),
+		busEvent(attribution.TopicIdentityFormed, "e2", 201, `{"identity_uuid":"I1","observation_uuids":["a3"]}`),
+		busEvent(attribution.TopicIdentityMerged, "e3", 202, `{"winner_uuid":"I1","loser_uuid":"I2"}`),
+	} {
+		if err := process(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a1 leaves its stub for I2, merged into I1: the stub is retired and
+	// I1's series recomputed.
+	linked := busEvent(attribution.TopicIdentityLinked, "e4", 203, `{"identity_uuid":"I2","observation_uuid":"a1"}`)
+	bus.down, bus.accepted = true, nil
+	if err := process(linked); err == nil {
+		t.Fatal("the change's events were refused: the message must fail")
+	}
+	bus.down = false
+	if err := process(linked); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	got := map[string]bool{}
+	for _, e := range bus.accepted {
+		got[e.DetailType] = true
+	}
+	if !got[attribution.EventIdentityRekeyed] || !got[attribution.EventStateChanged] {
+		t.Errorf("the redelivery published %v; want the rekeyed event and I1's transitions", wants(bus.accepted))
+	}
+	for id := range store.IdentityRecords() {
+		n, err := store.LoadIdentity(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := n.Pending(); len(p) > 0 {
+			t.Errorf("identity %s still has %d events pending", id, len(p))
+		}
+	}
+	for _, r := range store.Records() {
+		if p := r.Pending(); len(p) > 0 {
+			t.Errorf("series %s still has %d events pending", r.Key, len(p))
+		}
+	}
+}
+
+// TestNextMovePublishesWhatThePreviousMoveLeftPending: the bus refuses the
+// events of a1's first move (its stub retired into I1), and DECNET moves a1
+// again before that event is delivered again; the second move publishes
+// the stub's rekeyed event, which the late redelivery (a no-op, no longer
+// a1's latest move) could not.
+func TestNextMovePublishesWhatThePreviousMoveLeftPending(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	bus := &refusingBus{}
+	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
+		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
+	process := func(body []byte) error { return proc.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0] }
+	s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: "r1", TS: 100, Value: `"typed"`, Confidence: 0.9}
+	if err := process(s.body()); err != nil {
+		t.Fatal(err)
+	}
+	first := busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`)
+	bus.down = true
+	if err := process(first); err == nil {
+		t.Fatal("the change's events were refused: the message must fail")
+	}
+	bus.down = false
+	if err := process(busEvent(attribution.TopicIdentityLinked, "e2", 201, `{"identity_uuid":"I2","observation_uuid":"a1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	stub := attribution.StubIdentityID("a1")
+	n, err := store.LoadIdentity(ctx, stub, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Rekeys != 1 || len(n.Pending()) != 0 {
+		t.Errorf("stub: %d rekeyed events, %d still pending after a1's next move", n.Rekeys, len(n.Pending()))
+	}
+	published := 0
+	for _, e := range bus.accepted {
+		if e.ID == attribution.EventID(attribution.EventIdentityRekeyed, stub, 1) {
+			published++
+		}
+	}
+	if published != 1 {
+		t.Errorf("the stub's rekeyed event was published %d times, want once", published)
 	}
 }

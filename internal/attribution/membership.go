@@ -185,7 +185,11 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		}
 		p.count(MetricTransitions, ch.transitions)
 		p.count(MetricSuspicions, ch.suspicions)
+		p.count(MetricRekeyed, ch.rekeyed)
 		if err := p.publishMembership(ctx, ch.commit); err != nil {
+			return err
+		}
+		if err := p.flushIdentities(ctx, ch.left); err != nil {
 			return err
 		}
 		return ch.report
@@ -200,13 +204,17 @@ type membershipChange struct {
 	// report is an invalid-input error about an event that was applied all
 	// the same (an unmerge of a merge not seen: its stamp is kept so that
 	// the merge, arriving late, changes nothing).
-	report     error
-	moved      []string // attackers whose canonical identity may change
-	flush      []string // identities whose pending events to publish
+	report error
+	moved  []string // attackers whose canonical identity may change
+	flush  []string // identities whose pending events to publish
+	// left is the identity the attacker's previous move left: that move's
+	// rekeying may still be pending (its event redelivered only after this
+	// one, a no-op then), and this change publishes it.
+	left       []string
 	recomputed bool
-	// transitions and suspicions are counted once the change is committed:
-	// a conflict plans it again.
-	transitions, suspicions int
+	// transitions, suspicions and rekeyed identities are counted once the
+	// change is committed: a conflict plans it again.
+	transitions, suspicions, rekeyed int
 
 	nodes  map[string]*IdentityRecord
 	before map[string]nodeBefore
@@ -298,6 +306,11 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		}
 		ar.AttackerUUID = attacker
 		if !newer(ar.Stamp) {
+			if ar.Stamp == ev.Stamp && ar.Previous != "" {
+				// This very event moved the attacker: a crash may have
+				// left the rekeying of where it came from unpublished.
+				ch.flush = append(ch.flush, ar.Previous)
+			}
 			return ch, nil
 		}
 		old := ar.IdentityUUID
@@ -307,7 +320,10 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			// this change cannot create series under the stub.
 			old = StubIdentityID(attacker)
 		}
-		ar.IdentityUUID, ar.Stamp = ev.Identity, ev.Stamp
+		if ar.Previous != "" && ar.Previous != old && ar.Previous != ev.Identity {
+			ch.left = []string{ar.Previous}
+		}
+		ar.IdentityUUID, ar.Stamp, ar.Previous = ev.Identity, ev.Stamp, old
 		ch.commit.Attackers = append(ch.commit.Attackers, ar)
 		ch.moved = []string{attacker}
 		if old != ev.Identity {
@@ -486,7 +502,7 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 				if err := n.rekey(into, ch.ev.Topic, slices.Sorted(maps.Keys(recs)), ch.ev.Stamp.TS); err != nil {
 					return err
 				}
-				p.count(MetricRekeyed, 1)
+				ch.rekeyed++
 			}
 			continue
 		}
@@ -583,31 +599,36 @@ func (p *Processor) publishMembership(ctx context.Context, c *MembershipCommit) 
 }
 
 // flushIdentities publishes what is pending in the outboxes of identities
-// (and their series) a membership event concerned.
+// a membership event concerned, of the identities they are merged into,
+// and of the series of the canonical ones (where a change recomputes).
 func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 	var events []Event
 	owner := make(map[string]SeriesKey)
-	for _, id := range ids {
-		n, err := p.Store.LoadIdentity(ctx, id, true)
-		if err != nil {
-			return fmt.Errorf("load identity %s: %w", id, err)
-		}
-		for _, e := range n.Pending() {
-			events = append(events, e)
-			owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
-		}
-		if n.Parent != "" || n.Version == 0 {
-			continue
-		}
-		recs, err := p.Store.LoadIdentitySeries(ctx, id)
-		if err != nil {
-			return fmt.Errorf("load series of identity %s: %w", id, err)
-		}
-		for _, prim := range slices.Sorted(maps.Keys(recs)) {
-			for _, e := range recs[prim].Pending() {
-				events = append(events, e)
-				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}
+	seen := make(map[string]bool)
+	for _, start := range ids {
+		for id, hops := start, 0; id != "" && !seen[id] && hops <= MaxMergeChain; hops++ {
+			seen[id] = true
+			n, err := p.Store.LoadIdentity(ctx, id, true)
+			if err != nil {
+				return fmt.Errorf("load identity %s: %w", id, err)
 			}
+			for _, e := range n.Pending() {
+				events = append(events, e)
+				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
+			}
+			if n.Parent == "" && n.Version > 0 {
+				recs, err := p.Store.LoadIdentitySeries(ctx, id)
+				if err != nil {
+					return fmt.Errorf("load series of identity %s: %w", id, err)
+				}
+				for _, prim := range slices.Sorted(maps.Keys(recs)) {
+					for _, e := range recs[prim].Pending() {
+						events = append(events, e)
+						owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}
+					}
+				}
+			}
+			id = n.Parent
 		}
 	}
 	return p.publishOutboxEvents(ctx, events, owner)

@@ -16,8 +16,9 @@ import (
 // Attributes of an attacker's item set by identity events: the stamp of
 // the event that set its identity, and a version compared on every change.
 const (
-	attrStampTS = "stamp_ts"
-	attrStampID = "stamp_id"
+	attrStampTS  = "stamp_ts"
+	attrStampID  = "stamp_id"
+	attrPrevious = "prev"
 )
 
 // LoadAttacker implements attribution.Identities.
@@ -36,6 +37,7 @@ func (s *Store) LoadAttacker(ctx context.Context, attacker string) (*attribution
 	}
 	rec.IdentityUUID = stringAttr(out.Item, attrIdentity)
 	rec.Stamp.ID = stringAttr(out.Item, attrStampID)
+	rec.Previous = stringAttr(out.Item, attrPrevious)
 	if v, ok := out.Item[attrStampTS].(*types.AttributeValueMemberN); ok {
 		if rec.Stamp.TS, err = strconv.ParseFloat(v.Value, 64); err != nil {
 			return nil, fmt.Errorf("attacker %s: stamp %q: %w", attacker, v.Value, err)
@@ -142,6 +144,11 @@ func (s *Store) attackerUpdate(a *attribution.AttackerRecord) *types.Update {
 			":id": str(a.IdentityUUID), ":sts": &types.AttributeValueMemberN{Value: strconv.FormatFloat(a.Stamp.TS, 'g', -1, 64)}, ":sid": str(a.Stamp.ID),
 			":next": integer(a.Version + 1), ":now": integer(s.Now().Unix()),
 		},
+	}
+	if a.Previous != "" {
+		u.UpdateExpression = aws.String(*u.UpdateExpression + ", #prev = :prev")
+		u.ExpressionAttributeNames["#prev"] = attrPrevious
+		u.ExpressionAttributeValues[":prev"] = str(a.Previous)
 	}
 	if a.Version == 0 {
 		u.ConditionExpression = aws.String("attribute_not_exists(#v)")

@@ -41,11 +41,17 @@ var _ RebuildAPI = (*dynamodb.Client)(nil)
 // as after a change of thresholds or of the primitive registry.
 //
 // A parallel Scan of the observations table (Segments segments, reading
-// only the series key) discovers the series. The first series found of an
-// identity starts the rebuild of all the identity's series (those with a
-// state item, listed by a Query, and the one found): each is rebuilt from
-// all its observations, read with a consistent Query
-// (Store.LoadObservations), with attribution.SeriesRecord.Rebuild; then
+// the series key and the attacker) discovers the stored series, which are
+// the attackers' stub series. Each is resolved to the canonical identity
+// its attacker belongs to (its literal identity, then merges followed),
+// and the first series found of a canonical identity starts the rebuild
+// of all that identity's series (those with a state item, listed by a
+// Query, and the one found): each is rebuilt from the union of the stored
+// observations of every member of the identity (a consistent Query of
+// each member's stub series, Store.LoadObservations), with
+// attribution.SeriesRecord.Rebuild. Identities that are no longer
+// canonical (merged, or left without attackers) keep their frozen records:
+// their observations count in the canonical identity's series. Then
 // the identity record is reconciled with all their states at once
 // (attribution.IdentityRecord.ReconcileAll), so the multi_actor_suspected
 // rule sees the rebuilt identity, not a half-rebuilt one. The records and
@@ -71,6 +77,9 @@ type Rebuilder struct {
 	ObservationsTable string
 	StatesTable       string
 	Store             attribution.Store
+	// Identities resolves attackers to their literal identities; nil
+	// means Store, if it does.
+	Identities attribution.Identities
 	// Publisher, when set, publishes the transitions (emit) to EventBus.
 	Publisher  attribution.Publisher
 	EventBus   string // for error messages
@@ -175,7 +184,13 @@ func (r *Rebuilder) Run(ctx context.Context) (RebuildResult, error) {
 	}
 	res.Resumed, res.AlreadyDone = resumed, cp.doneCount()
 
-	run := &rebuildRun{r: r, cp: cp, res: &res}
+	run := &rebuildRun{r: r, cp: cp, res: &res, identities: r.Identities, canonical: map[string]string{}}
+	if run.identities == nil {
+		run.identities, _ = r.Store.(attribution.Identities)
+	}
+	if run.identities == nil {
+		return res, errors.New("rebuild: no identities to resolve attackers with")
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// Series that failed in an earlier run first, by identity.
@@ -190,7 +205,8 @@ func (r *Rebuilder) Run(ctx context.Context) (RebuildResult, error) {
 		}
 	}
 	for _, id := range order {
-		if err := run.identity(ctx, id, retry[id]); err != nil {
+		// Failures are kept by canonical series: retried as they are.
+		if err := run.rebuild(ctx, id, retry[id], ""); err != nil {
 			return run.finish(errors.Join(err, cp.save()))
 		}
 	}
@@ -221,6 +237,10 @@ type rebuildRun struct {
 	mu      sync.Mutex // guards res and the callbacks
 	res     *RebuildResult
 	scanned atomic.Int64
+
+	identities attribution.Identities
+	resolvedMu sync.Mutex        // guards canonical
+	canonical  map[string]string // attacker → canonical identity, as first resolved
 }
 
 func (run *rebuildRun) finish(err error) (RebuildResult, error) {
@@ -238,11 +258,13 @@ func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 		return nil
 	}
 	in := &dynamodb.ScanInput{
-		TableName:                aws.String(run.r.ObservationsTable),
-		Segment:                  aws.Int32(int32(seg)),
-		TotalSegments:            aws.Int32(int32(total)),
-		ProjectionExpression:     aws.String("#s"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSeries},
+		TableName:     aws.String(run.r.ObservationsTable),
+		Segment:       aws.Int32(int32(seg)),
+		TotalSegments: aws.Int32(int32(total)),
+		// The observation's body names its attacker. (A Scan is charged
+		// for whole items whatever it projects.)
+		ProjectionExpression:     aws.String("#s, #o"),
+		ExpressionAttributeNames: map[string]string{"#s": attrSeries, "#o": attrObservation},
 		ExclusiveStartKey:        start,
 	}
 	if run.r.PageSize > 0 {
@@ -269,7 +291,7 @@ func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 				}
 				continue
 			}
-			if err := run.identity(ctx, key.IdentityUUID, []string{key.Primitive}); err != nil {
+			if err := run.identity(ctx, key, attackerOf(item)); err != nil {
 				return err
 			}
 		}
@@ -286,10 +308,76 @@ func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
 	}
 }
 
-// identity rebuilds the series of an identity that nobody has taken up
-// yet: the given ones and those with a state item. It returns an error
-// only when the whole rebuild must stop.
-func (run *rebuildRun) identity(ctx context.Context, id string, seeds []string) error {
+// attackerOf reads the attacker of a scanned observation item.
+func attackerOf(item map[string]ddbtypes.AttributeValue) string {
+	body, _ := item[attrObservation].(*ddbtypes.AttributeValueMemberS)
+	if body == nil {
+		return ""
+	}
+	var o struct {
+		AttackerUUID string `json:"attacker_uuid"`
+	}
+	_ = json.Unmarshal([]byte(body.Value), &o)
+	return o.AttackerUUID
+}
+
+// identity rebuilds, for a stored stub series of attacker, the series of
+// the canonical identity the attacker resolves to.
+func (run *rebuildRun) identity(ctx context.Context, stored attribution.SeriesKey, attacker string) error {
+	if attacker == "" || stored.IdentityUUID != attribution.StubIdentityID(attacker) {
+		run.fail(stored, fmt.Errorf("stored series %s: its observations do not name the attacker whose stub it is", stored))
+		return nil
+	}
+	canonical, err := run.resolve(ctx, attacker)
+	if err != nil {
+		return err
+	}
+	return run.rebuild(ctx, canonical, []string{stored.Primitive}, attacker)
+}
+
+// resolve returns the canonical identity of attacker: its literal
+// identity, then merges followed. A membership change racing the rebuild
+// is harmless: the rebuild of an identity reads its record again, skips it
+// if it was retired, and the change recomputes what it touches.
+func (run *rebuildRun) resolve(ctx context.Context, attacker string) (string, error) {
+	run.resolvedMu.Lock()
+	c, ok := run.canonical[attacker]
+	run.resolvedMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	rec, err := run.identities.LoadAttacker(ctx, attacker)
+	if err != nil {
+		return "", fmt.Errorf("resolve attacker %s: %w", attacker, missing(err, "table", "identities"))
+	}
+	id := rec.IdentityUUID
+	if id == "" {
+		id = attribution.StubIdentityID(attacker)
+	}
+	for hops := 0; ; hops++ {
+		if hops > attribution.MaxMergeChain {
+			return "", fmt.Errorf("resolve attacker %s: more than %d merges from %s", attacker, attribution.MaxMergeChain, rec.IdentityUUID)
+		}
+		node, err := run.r.Store.LoadIdentity(ctx, id, true)
+		if err != nil {
+			return "", fmt.Errorf("read identity record %s: %w", id, missing(err, "table", run.r.StatesTable))
+		}
+		if node.Parent == "" {
+			break
+		}
+		id = node.Parent
+	}
+	run.resolvedMu.Lock()
+	run.canonical[attacker] = id
+	run.resolvedMu.Unlock()
+	return id, nil
+}
+
+// rebuild rebuilds the series of a canonical identity that nobody has
+// taken up yet: the given ones and those with a state item. hint is an
+// attacker of it, if known (a stub's record lists none). It returns an
+// error only when the whole rebuild must stop.
+func (run *rebuildRun) rebuild(ctx context.Context, id string, seeds []string, hint string) error {
 	listed, err := listPrimitives(ctx, run.r.Client, run.r.StatesTable, id)
 	if err != nil {
 		return err
@@ -304,7 +392,7 @@ func (run *rebuildRun) identity(ctx context.Context, id string, seeds []string) 
 	if len(mine) == 0 {
 		return nil
 	}
-	out, err := run.r.rebuildIdentity(ctx, id, mine, all)
+	out, err := run.r.rebuildIdentity(ctx, id, mine, all, hint)
 	if err != nil && fatal(err) {
 		for _, p := range mine {
 			run.cp.release(attribution.SeriesKey{IdentityUUID: id, Primitive: p}.String())
@@ -388,11 +476,13 @@ func fatal(err error) bool {
 	return !errors.As(err, &s)
 }
 
-// rebuildIdentity rebuilds the series mine of an identity (all lists every
-// series of it), reconciles the identity record with all their states,
-// commits and, with a Publisher, publishes. An error that is a
-// *seriesError concerns all of mine; other errors stop the rebuild.
-func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []string) (identityOutcome, error) {
+// rebuildIdentity rebuilds the series mine of a canonical identity (all
+// lists every series of it) from the union of its members' stored
+// observations, reconciles the identity record with all their states,
+// commits and, with a Publisher, publishes. An identity that is no longer
+// canonical is left alone. An error that is a *seriesError concerns all
+// of mine; other errors stop the rebuild.
+func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []string, hint string) (identityOutcome, error) {
 	maxConflicts := r.MaxConflicts
 	if maxConflicts <= 0 {
 		maxConflicts = DefaultMaxConflicts
@@ -401,18 +491,24 @@ func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []
 		out := identityOutcome{examined: map[string]bool{}, failures: map[string]error{}}
 		// The identity record first: if another writer changes a record
 		// read below, the flags it writes make this commit conflict.
-		var ident *attribution.IdentityRecord
-		if !r.DryRun {
-			var err error
-			if ident, err = r.Store.LoadIdentity(ctx, id, true); err != nil {
-				return out, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.StatesTable))
-			}
-			ident.IdentityUUID = id
+		ident, err := r.Store.LoadIdentity(ctx, id, true)
+		if err != nil {
+			return out, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.StatesTable))
+		}
+		ident.IdentityUUID = id
+		if ident.Parent != "" || ident.Membered && len(ident.Members) == 0 {
+			return out, nil // retired meanwhile: its records stay frozen
 		}
 		recs, err := r.Store.LoadSeries(ctx, id, all, true)
 		if err != nil {
 			return out, fmt.Errorf("read records of identity %s: %w", id, missing(err, "table", r.StatesTable))
 		}
+		if hint == "" {
+			for _, rec := range recs {
+				hint = rec.AttackerUUID
+			}
+		}
+		members := ident.EffectiveMembers(id, hint)
 		before := map[string]string{}
 		lastPosition := map[string]int64{}
 		for p, rec := range recs {
@@ -426,9 +522,14 @@ func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []
 		for _, p := range mine {
 			key := attribution.SeriesKey{IdentityUUID: id, Primitive: p}
 			kind := r.Registry.Kind(p)
-			observations, err := r.Store.LoadObservations(ctx, key)
-			if err != nil {
-				return out, fmt.Errorf("read observations of %s: %w", key, missing(err, "table", r.ObservationsTable))
+			var observations []attribution.Observation
+			for _, m := range members {
+				stub := attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID(m), Primitive: p}
+				obs, err := r.Store.LoadObservations(ctx, stub)
+				if err != nil {
+					return out, fmt.Errorf("read observations of %s (attacker %s of %s): %w", stub, m, id, missing(err, "table", r.ObservationsTable))
+				}
+				observations = append(observations, obs...)
 			}
 			if len(observations) == 0 {
 				continue // none left (expired): the record stays as it is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -433,7 +434,7 @@ func TestRebuildRetriesWhenTheFunctionWritesMeanwhile(t *testing.T) {
 	}
 	r := &operator.Rebuilder{
 		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
-		Store: store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), Segments: 1,
+		Store: store, Identities: e.store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), Segments: 1,
 		Sleep: func(context.Context, time.Duration) error { return nil },
 	}
 	res, err := r.Run(context.Background())
@@ -450,4 +451,87 @@ func TestRebuildRetriesWhenTheFunctionWritesMeanwhile(t *testing.T) {
 	c := &rebuildCase{env: e}
 	c.checkTable(t, "after a conflict", want)
 	c.checkFlags(t, "after a conflict", want)
+}
+
+// TestRebuildPerCanonicalIdentity: DECNET merged three attackers' identities
+// (a chain id-c → id-b → id-a); a threshold change then rebuilds id-a's
+// series from the union of the three attackers' observations, as the
+// replay with the new threshold computes them, and leaves the records of
+// the retired identities (the stubs, id-b, id-c) frozen.
+func TestRebuildPerCanonicalIdentity(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	envelope := func(id, topic string, ts int, payload string) []byte {
+		return fmt.Appendf(nil, `{"v":1,"id":%q,"topic":%q,"ts":%d,"payload":%s}`, id, topic, ts, payload)
+	}
+	bodies := append(testStream(3, 8, 5),
+		envelope("e1", attribution.TopicIdentityFormed, 1, `{"identity_uuid":"id-c","observation_uuids":["att-1"]}`),
+		envelope("e2", attribution.TopicIdentityFormed, 2, `{"identity_uuid":"id-b","observation_uuids":["att-0"]}`),
+		envelope("e3", attribution.TopicIdentityMerged, 3, `{"winner_uuid":"id-b","loser_uuid":"id-c"}`),
+		envelope("e4", attribution.TopicIdentityFormed, 4, `{"identity_uuid":"id-a","observation_uuids":["att-2"]}`),
+		envelope("e5", attribution.TopicIdentityMerged, 5, `{"winner_uuid":"id-a","loser_uuid":"id-b"}`),
+	)
+	mustProcess(t, e, bodies, attribution.DefaultThresholds())
+	before := replayStates(t, bodies, attribution.DefaultThresholds())
+	after := replayStates(t, bodies, majority3())
+	changed := 0
+	for k := range after {
+		if k.IdentityUUID != "id-a" {
+			t.Fatalf("replay state of %s: every attacker should resolve to id-a", k)
+		}
+		if differs(before[k], after[k]) {
+			changed++
+		}
+	}
+	if len(after) != 4 || changed == 0 {
+		t.Fatalf("%d canonical series, %d changed by the threshold: the test does not discriminate", len(after), changed)
+	}
+	ctx := context.Background()
+	retired := []string{"id-b", "id-c"}
+	for a := range 3 {
+		retired = append(retired, attribution.StubIdentityID(fmt.Sprint("att-", a)))
+	}
+	frozen := map[attribution.SeriesKey]int64{}
+	for _, id := range retired {
+		recs, err := e.store.LoadIdentitySeries(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, r := range recs {
+			frozen[attribution.SeriesKey{IdentityUUID: id, Primitive: p}] = r.Version
+		}
+	}
+	if len(frozen) == 0 {
+		t.Fatal("no frozen record: the stubs' series should stay behind, frozen")
+	}
+
+	log := &changeLog{}
+	r := &operator.Rebuilder{
+		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
+		Store: e.store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), OnChange: log.add,
+	}
+	res, err := r.Run(ctx)
+	if err != nil || len(res.Failures) != 0 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if res.Series != 4 || res.Changed != changed {
+		t.Errorf("result %+v: want the 4 series of id-a, %d changed", res, changed)
+	}
+	for k := range log.changes {
+		if k.IdentityUUID != "id-a" {
+			t.Errorf("change reported for %s, not a canonical series", k)
+		}
+	}
+	c := &rebuildCase{env: e}
+	c.checkTable(t, "after the rebuild", after)
+	c.checkFlags(t, "after the rebuild", after)
+	for k, v := range frozen {
+		recs, err := e.store.LoadSeries(ctx, k.IdentityUUID, []string{k.Primitive}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := recs[k.Primitive].Version; got != v {
+			t.Errorf("%s: a retired identity's record was rewritten (version %d → %d)", k, v, got)
+		}
+	}
 }

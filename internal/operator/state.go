@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -19,6 +20,8 @@ const (
 	attrIdentity  = "identity_uuid"
 	attrPrimitive = "primitive"
 	attrSeries    = "series"
+	// attrObservation holds an observation item's body (its JSON).
+	attrObservation = "obs"
 	// identityItem is the sort key of an identity's own record.
 	identityItem = "#identity"
 )
@@ -41,6 +44,19 @@ type IdentityStates struct {
 	// sorted; Suspicions counts the multi_actor_suspected events raised.
 	Flagged    []string
 	Suspicions int64
+	// Chain is the identity asked about (an attacker's literal identity)
+	// and the identities it is merged into, up to IdentityUUID, the
+	// canonical one whose states these are.
+	Chain []Link
+	// Attackers are those resolving to the canonical identity, sorted.
+	Attackers []string
+}
+
+// Link is one identity of a merge chain: merged into the next one by the
+// identity event stamped Stamp (zero for the canonical identity).
+type Link struct {
+	IdentityUUID string
+	Stamp        attribution.Stamp
 }
 
 // SeriesState is the state of one (identity, primitive) series.
@@ -73,7 +89,7 @@ func (r *StateReader) Attacker(ctx context.Context, attackerUUID string) (*Ident
 		return nil, &attribution.Error{Code: attribution.ENOTFOUND,
 			Message: fmt.Sprintf("attacker %s is not in table %s (no observation of it was processed)", attackerUUID, r.Tables.Identities)}
 	}
-	states, err := r.Identity(ctx, id.Value)
+	states, err := r.identity(ctx, id.Value, attackerUUID)
 	if err != nil {
 		return nil, err
 	}
@@ -81,27 +97,49 @@ func (r *StateReader) Attacker(ctx context.Context, attackerUUID string) (*Ident
 	return states, nil
 }
 
-// Identity returns the states of an identity. An identity with no state
+// Identity returns the states of an identity: of the canonical identity it
+// is merged into, if it is. An identity with neither states nor a record
 // in the table is an error with code attribution.ENOTFOUND.
 func (r *StateReader) Identity(ctx context.Context, identityUUID string) (*IdentityStates, error) {
-	primitives, err := listPrimitives(ctx, r.Client, r.Tables.States, identityUUID)
+	return r.identity(ctx, identityUUID, "")
+}
+
+// identity reads the chain from identityUUID to its canonical identity and
+// the canonical identity's states; attacker, when known, is one whose
+// literal identity identityUUID is (a provisional stub lists no members).
+func (r *StateReader) identity(ctx context.Context, identityUUID, attacker string) (*IdentityStates, error) {
+	store := ddbstore.New(r.Client, r.Tables, 0)
+	var chain []Link
+	var ident *attribution.IdentityRecord
+	for id := identityUUID; ; {
+		if len(chain) > attribution.MaxMergeChain {
+			return nil, fmt.Errorf("identity %s: more than %d merges in its chain", identityUUID, attribution.MaxMergeChain)
+		}
+		var err error
+		if ident, err = store.LoadIdentity(ctx, id, false); err != nil {
+			return nil, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.Tables.States))
+		}
+		chain = append(chain, Link{IdentityUUID: id, Stamp: ident.ParentStamp})
+		if ident.Parent == "" {
+			chain[len(chain)-1].Stamp = attribution.Stamp{}
+			break
+		}
+		id = ident.Parent
+	}
+	canonical := chain[len(chain)-1].IdentityUUID
+	primitives, err := listPrimitives(ctx, r.Client, r.Tables.States, canonical)
 	if err != nil {
 		return nil, err
 	}
-	if len(primitives) == 0 {
+	if len(primitives) == 0 && ident.Version == 0 {
 		return nil, &attribution.Error{Code: attribution.ENOTFOUND,
 			Message: fmt.Sprintf("identity %s has no states in table %s", identityUUID, r.Tables.States)}
 	}
-	store := ddbstore.New(r.Client, r.Tables, 0)
-	records, err := store.LoadSeries(ctx, identityUUID, primitives, false)
+	records, err := store.LoadSeries(ctx, canonical, primitives, false)
 	if err != nil {
-		return nil, fmt.Errorf("read states of identity %s: %w", identityUUID, missing(err, "table", r.Tables.States))
+		return nil, fmt.Errorf("read states of identity %s: %w", canonical, missing(err, "table", r.Tables.States))
 	}
-	ident, err := store.LoadIdentity(ctx, identityUUID, false)
-	if err != nil {
-		return nil, fmt.Errorf("read identity record %s: %w", identityUUID, missing(err, "table", r.Tables.States))
-	}
-	res := &IdentityStates{IdentityUUID: identityUUID, Flagged: ident.Flagged, Suspicions: ident.Suspicions}
+	res := &IdentityStates{IdentityUUID: canonical, Flagged: ident.Flagged, Suspicions: ident.Suspicions, Chain: chain}
 	latest := -1.0
 	for _, p := range primitives {
 		rec := records[p]
@@ -124,5 +162,9 @@ func (r *StateReader) Identity(ctx context.Context, identityUUID string) (*Ident
 		}
 		res.States = append(res.States, s)
 	}
+	if attacker == "" {
+		attacker = res.AttackerUUID
+	}
+	res.Attackers = slices.Clone(ident.EffectiveMembers(canonical, attacker))
 	return res, nil
 }

@@ -22,8 +22,9 @@ func New() (*Validator, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertContent()
-	files := []string{schemas.ObservationMessage, schemas.StateChanged, schemas.MultiActorSuspected, schemas.IdentityRekeyed}
+	files := []string{schemas.IdentityEvent, schemas.ObservationMessage, schemas.StateChanged, schemas.MultiActorSuspected, schemas.IdentityRekeyed}
 	compiled := make(map[string]*jsonschema.Schema, len(files))
+	urls := make(map[string]string, len(files))
 	for _, name := range files {
 		data, err := schemas.FS.ReadFile(name)
 		if err != nil {
@@ -33,12 +34,20 @@ func New() (*Validator, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse schema %s: %w", name, err)
 		}
-		if err := c.AddResource(name, doc); err != nil {
+		// Registered under its $id, so that schemas refer to each other by
+		// it, as the published files do.
+		urls[name] = name
+		if m, ok := doc.(map[string]any); ok {
+			if id, ok := m["$id"].(string); ok && id != "" {
+				urls[name] = id
+			}
+		}
+		if err := c.AddResource(urls[name], doc); err != nil {
 			return nil, fmt.Errorf("add schema %s: %w", name, err)
 		}
 	}
 	for _, name := range files {
-		s, err := c.Compile(name)
+		s, err := c.Compile(urls[name])
 		if err != nil {
 			return nil, fmt.Errorf("compile schema %s: %w", name, err)
 		}
@@ -59,7 +68,8 @@ func New() (*Validator, error) {
 	}, nil
 }
 
-// Message validates an observation message body.
+// Message validates a message body of the observation queue: an
+// observation or an identity event.
 func (v *Validator) Message(body []byte) error {
 	return validate(v.message, schemas.ObservationMessage, body)
 }

@@ -469,3 +469,77 @@ func TestIdentityStreamEventsMatchTheDetailSchemas(t *testing.T) {
 		t.Fatalf("events by type %v: want rekeyed events and a suspicion", counts)
 	}
 }
+
+// TestIdentityEventSchemaAgreesWithDecode holds the message schema to the
+// decoder on identity events: it accepts exactly what attribution.Decode
+// accepts, rule by rule.
+func TestIdentityEventSchemaAgreesWithDecode(t *testing.T) {
+	v := mustValidator(t)
+	ev := func(topic, payload, extra string) string {
+		if extra != "" {
+			extra = "," + extra
+		}
+		return fmt.Sprintf(`{"v":1,"id":"e-1","topic":%q,"ts":1714054175.5,"payload":%s%s}`, topic, payload, extra)
+	}
+	many := func(n int) string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%q", fmt.Sprint("att-", i))
+		}
+		return `{"identity_uuid":"I1","observation_uuids":[` + strings.Join(ids, ",") + `]}`
+	}
+	formed, merged := "identity.formed", "identity.merged"
+	cases := []struct {
+		name  string
+		body  string
+		valid bool
+	}{
+		{"formed", ev(formed, `{"identity_uuid":"I1","observation_uuids":["a1","a2"]}`, `"type":"formed"`), true},
+		{"linked", ev("identity.observation.linked", `{"identity_uuid":"I1","observation_uuid":"a1"}`, `"type":"observation.linked"`), true},
+		{"merged", ev(merged, `{"winner_uuid":"I1","loser_uuid":"I2"}`, ""), true},
+		{"unmerged", ev("identity.unmerged", `{"resurrected_uuid":"I2","former_winner_uuid":"I1"}`, `"type":null`), true},
+		{"campaign assigned, read for nothing", `{"topic":"identity.campaign.assigned","payload":{"campaign":7}}`, true},
+		{"unknown payload fields are ignored", ev(merged, `{"winner_uuid":"I1","loser_uuid":"I2","score":0.9}`, ""), true},
+		{"v null", `{"v":null,"id":"e","topic":"identity.merged","ts":1,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, true},
+		{"1000 attackers", ev(formed, many(1000), ""), true},
+		{"another identity topic", ev("identity.renamed", `{}`, ""), false},
+		{"no id", `{"topic":"identity.merged","ts":1,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"blank id", `{"id":" ","topic":"identity.merged","ts":1,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"no ts", `{"id":"e","topic":"identity.merged","payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"ts a string", `{"id":"e","topic":"identity.merged","ts":"1","payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"type of another topic", ev(merged, `{"winner_uuid":"I1","loser_uuid":"I2"}`, `"type":"formed"`), false},
+		{"v zero", `{"v":0,"id":"e","topic":"identity.merged","ts":1,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"v a string", `{"v":"1","id":"e","topic":"identity.merged","ts":1,"payload":{"winner_uuid":"I1","loser_uuid":"I2"}}`, false},
+		{"payload an array", ev(merged, `[]`, ""), false},
+		{"formed without attackers", ev(formed, `{"identity_uuid":"I1","observation_uuids":[]}`, ""), false},
+		{"formed with 1001 attackers", ev(formed, many(1001), ""), false},
+		{"formed attackers not an array", ev(formed, `{"identity_uuid":"I1","observation_uuids":"a1"}`, ""), false},
+		{"formed without identity", ev(formed, `{"observation_uuids":["a1"]}`, ""), false},
+		{"a uuid starting with #", ev(merged, `{"winner_uuid":"#identity","loser_uuid":"I2"}`, ""), false},
+		{"a blank uuid", ev("identity.observation.linked", `{"identity_uuid":"I1","observation_uuid":"  "}`, ""), false},
+		{"a uuid not a string", ev(merged, `{"winner_uuid":7,"loser_uuid":"I2"}`, ""), false},
+		{"a uuid too long", ev(merged, `{"winner_uuid":"`+strings.Repeat("w", 257)+`","loser_uuid":"I2"}`, ""), false},
+		{"merged without loser", ev(merged, `{"winner_uuid":"I1"}`, ""), false},
+		{"unmerged without former winner", ev("identity.unmerged", `{"resurrected_uuid":"I2"}`, ""), false},
+	}
+	for _, c := range cases {
+		d, decodeErr := attribution.Decode([]byte(c.body))
+		if (decodeErr == nil) != c.valid {
+			t.Fatalf("%s: Decode %v; the case expects valid=%v", c.name, decodeErr, c.valid)
+		}
+		if c.valid && d.Identity == nil && d.Ignored == "" {
+			t.Fatalf("%s: decoded as an observation", c.name)
+		}
+		if err := v.Message([]byte(c.body)); (err == nil) != c.valid {
+			t.Errorf("%s: schema error %v, Decode error %v", c.name, err, decodeErr)
+		}
+	}
+	// What JSON Schema cannot say: two properties differ.
+	same := ev(merged, `{"winner_uuid":"I1","loser_uuid":"I1"}`, "")
+	if _, err := attribution.Decode([]byte(same)); err == nil {
+		t.Error("Decode accepts a merge into itself")
+	}
+	if err := v.Message([]byte(same)); err != nil {
+		t.Errorf("the schema now rejects a merge into itself (%v): move the case above", err)
+	}
+}

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ func TestScenarios(t *testing.T) {
 			if r.Crashes == 0 || r.Metrics.Instances <= 1 {
 				return "want crashes, and the instances that replaced the dead ones"
 			}
-			return everyCrashPoint(r)
+			return everyCrashPoint(scenarioNamed(scenarios, r.Scenario), r)
 		},
 		"bus-outage": func(r *chaos.Report) string {
 			if r.Outage == 0 || r.Metrics.PublishFailures == 0 || r.Deliveries.Redelivered == 0 {
@@ -75,13 +76,31 @@ func TestScenarios(t *testing.T) {
 			if r.Metrics.VersionConflicts == 0 || r.Crashes == 0 {
 				return "8 pollers on 3 hot attackers should conflict and crash"
 			}
-			return everyCrashPoint(r)
+			return everyCrashPoint(scenarioNamed(scenarios, r.Scenario), r)
 		},
 		"emulator-crashes": func(r *chaos.Report) string {
 			if r.Crashes == 0 || r.Exits != r.Crashes || r.Deliveries.BatchErrors < r.Crashes || r.Metrics.Instances != r.Crashes+1 {
 				return "want crashes, each a process exit answered as a failed invocation, and a fresh process after each"
 			}
-			return everyCrashPoint(r)
+			return everyCrashPoint(scenarioNamed(scenarios, r.Scenario), r)
+		},
+		"identities-concurrent": func(r *chaos.Report) string {
+			if msg := identitiesExercised(r); msg != "" {
+				return msg
+			}
+			if r.Metrics.VersionConflicts == 0 {
+				return "want version conflicts between pollers"
+			}
+			return everyCrashPoint(scenarioNamed(scenarios, r.Scenario), r)
+		},
+		"identities-emulator": func(r *chaos.Report) string {
+			if msg := identitiesExercised(r); msg != "" {
+				return msg
+			}
+			if r.Crashes == 0 || r.Exits != r.Crashes {
+				return "want crashes, each a process exit"
+			}
+			return everyCrashPoint(scenarioNamed(scenarios, r.Scenario), r)
 		},
 	}
 	for i, sc := range scenarios {
@@ -104,13 +123,36 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-// everyCrashPoint asks that each crash point fired at least once: a point
-// the function's work no longer passes through proves nothing.
-func everyCrashPoint(r *chaos.Report) string {
+// everyCrashPoint asks that each crash point the scenario sets fired at
+// least once: a point the function's work no longer passes through proves
+// nothing.
+func everyCrashPoint(sc chaos.Scenario, r *chaos.Report) string {
 	for _, p := range crash.Points {
-		if r.CrashesAt[p] == 0 {
+		if sc.Crash[p] > 0 && r.CrashesAt[p] == 0 {
 			return "want crashes at every point, none at " + string(p)
 		}
+	}
+	return ""
+}
+
+func scenarioNamed(scenarios []chaos.Scenario, name string) chaos.Scenario {
+	for _, sc := range scenarios {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	return chaos.Scenario{}
+}
+
+// identitiesExercised asks that merges and unmerges were applied, that a
+// chain of merges formed, and that identities were retired with a rekeyed
+// event.
+func identitiesExercised(r *chaos.Report) string {
+	m := r.MembershipApplied
+	if m.ByTopic["identity.merged"] == 0 || m.ByTopic["identity.unmerged"] == 0 || m.ByTopic["identity.formed"] == 0 ||
+		m.LongestChain < 2 || r.Events.Rekeyed == 0 || r.Stream.IdentityRepeats == 0 {
+		return fmt.Sprintf("want formed, merged and unmerged changes applied, a chain of merges, repeats and rekeyed events: %+v, %d repeats, %d rekeyed",
+			m, r.Stream.IdentityRepeats, r.Events.Rekeyed)
 	}
 	return ""
 }

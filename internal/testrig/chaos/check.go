@@ -59,14 +59,28 @@ type Verdicts struct {
 	// outcome the function's side could not establish.
 	CommitLogMismatches int
 	AppliedUnknown      int
-	Problems            []string
+	// UnionMismatches counts canonical series whose stored state is not the
+	// reference merger over the union of the observations of the
+	// attackers DECNET's final membership gives the identity (a
+	// from-scratch replay); MembershipMismatches attackers that do not
+	// resolve to the identity the final membership says.
+	UnionMismatches      int
+	MembershipMismatches int
+	// IdentityReports counts identity events found in the dead-letter
+	// queue with the reason the replay gives for them (an unmerge that
+	// arrived before its merge: applied all the same); ReportsWant the
+	// replay's. A report can be missing (a redelivery of an event already
+	// applied changes nothing and reports nothing): not a violation.
+	IdentityReports, ReportsWant int
+	Problems                     []string
 }
 
 // OK reports whether every check passed.
 func (v Verdicts) OK() bool {
 	return v.Lost == 0 && v.DoubleCounted == 0 && v.UnexpectedEvents == 0 && v.DuplicateEventsWithNewID == 0 &&
 		v.ConflictingDuplicates == 0 && v.StateMismatches == 0 && v.AlertMismatches == 0 &&
-		v.DLQ == v.DLQWant && v.DLQWithoutReason == 0 && v.CommitLogMismatches == 0 && v.AppliedUnknown == 0
+		v.DLQ == v.DLQWant && v.DLQWithoutReason == 0 && v.CommitLogMismatches == 0 && v.AppliedUnknown == 0 &&
+		v.UnionMismatches == 0 && v.MembershipMismatches == 0
 }
 
 func (v *Verdicts) problem(format string, args ...any) {
@@ -81,9 +95,10 @@ type observed struct {
 	dlq            []DeadLetter
 	records        map[attribution.SeriesKey]*attribution.SeriesRecord
 	identities     map[string]*attribution.IdentityRecord
+	attackers      map[string]*attribution.AttackerRecord // identity streams only
 	// journal is what DynamoDB applied, in order; applied is what the
 	// function saw applied (single-poller runs only).
-	journal        []attribution.Observation
+	journal        []applied
 	applied        []attribution.Observation
 	appliedUnknown int
 	logs           string
@@ -92,7 +107,7 @@ type observed struct {
 func collect(ctx context.Context, st *stack, stream *Stream) (*observed, error) {
 	series := map[string][]string{}
 	for _, m := range stream.Messages {
-		if m.Kind != KindMalformed && !slices.Contains(series[m.Key.Attacker], m.Key.Primitive) {
+		if m.Kind != KindMalformed && m.EventID == "" && !slices.Contains(series[m.Key.Attacker], m.Key.Primitive) {
 			series[m.Key.Attacker] = append(series[m.Key.Attacker], m.Key.Primitive)
 		}
 	}
@@ -107,7 +122,16 @@ func collect(ctx context.Context, st *stack, stream *Stream) (*observed, error) 
 	if o.dlq, err = st.deadLetters(ctx); err != nil {
 		return nil, err
 	}
-	if o.records, o.identities, err = st.finalRecords(ctx, series); err != nil {
+	if stream.clusterer != nil {
+		var attackers []string
+		for _, as := range stream.Membership() {
+			attackers = append(attackers, as...)
+		}
+		o.records, o.identities, o.attackers, err = st.finalIdentities(ctx, attackers, stream.identityIDs())
+	} else {
+		o.records, o.identities, err = st.finalRecords(ctx, series)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &o, nil
@@ -115,10 +139,10 @@ func collect(ctx context.Context, st *stack, stream *Stream) (*observed, error) 
 
 // EventSummary counts what reached the event queues.
 type EventSummary struct {
-	StateChanged, Suspicions int // distinct events
-	Deliveries               int // deliveries to the events queue
-	Alerts, AlertDeliveries  int
-	DeadLetters              int
+	StateChanged, Suspicions, Rekeyed int // distinct events
+	Deliveries                        int // deliveries to the events queue
+	Alerts, AlertDeliveries           int
+	DeadLetters                       int
 }
 
 func (o *observed) eventSummary() EventSummary {
@@ -131,9 +155,12 @@ func (o *observed) eventSummary() EventSummary {
 			continue
 		}
 		seen[id] = true
-		if e.DetailType == attribution.EventStateChanged {
+		switch e.DetailType {
+		case attribution.EventStateChanged:
 			s.StateChanged++
-		} else {
+		case attribution.EventIdentityRekeyed:
+			s.Rekeyed++
+		default:
 			s.Suspicions++
 		}
 	}
@@ -162,6 +189,7 @@ type event struct {
 	detail                  map[string]any
 	sc                      *attribution.StateChanged
 	ms                      *attribution.MultiActorSuspected
+	rk                      *attribution.IdentityRekeyed
 }
 
 func decodeEvent(detailType string, raw json.RawMessage) (*event, error) {
@@ -183,6 +211,12 @@ func decodeEvent(detailType string, raw json.RawMessage) (*event, error) {
 			return nil, fmt.Errorf("decode multi_actor_suspected: %w", err)
 		}
 		e.id, e.sequence, e.subject = e.ms.EventID, e.ms.Sequence, e.ms.IdentityUUID
+	case attribution.EventIdentityRekeyed:
+		e.rk = &attribution.IdentityRekeyed{}
+		if err := json.Unmarshal(raw, e.rk); err != nil {
+			return nil, fmt.Errorf("decode identity.rekeyed: %w", err)
+		}
+		e.id, e.sequence, e.subject = e.rk.EventID, e.rk.Sequence, e.rk.IdentityUUID
 	default:
 		return nil, fmt.Errorf("unknown detail type %q", detailType)
 	}
@@ -215,7 +249,11 @@ func check(ctx context.Context, sc Scenario, stream *Stream, obs *observed, cfg 
 	if err != nil {
 		return v, err
 	}
-	jb, err := appliedBodies(obs.journal)
+	idEvents, err := stream.identityEvents()
+	if err != nil {
+		return v, err
+	}
+	jb, err := appliedBodies(obs.journal, idEvents)
 	if err != nil {
 		return v, err
 	}
@@ -224,7 +262,7 @@ func check(ctx context.Context, sc Scenario, stream *Stream, obs *observed, cfg 
 		return v, err
 	}
 	if sc.Sequential() {
-		checkCommitLog(&v, obs.applied, obs.journal)
+		checkCommitLog(&v, obs.applied, journalObservations(obs.journal))
 	}
 
 	delivered, err := indexDelivered(&v, obs.events)
@@ -238,13 +276,18 @@ func check(ctx context.Context, sc Scenario, stream *Stream, obs *observed, cfg 
 	}
 	checkNewIDs(&v, delivered, refApplied)
 	checkStates(&v, "the replay of the applied order", obs.records, refApplied.Records, true)
-	if sc.Stream.Amendments == 0 {
+	if stream.clusterer != nil {
+		// The states of canonical identities do not depend on the order;
+		// those of retired ones, frozen when they were retired, do.
+		checkMembership(&v, stream, obs)
+		checkUnions(&v, stream, obs, cfg)
+	} else if sc.Stream.Amendments == 0 {
 		// Without amendments the final states do not depend on the order.
 		checkStates(&v, "the replay of the send order", obs.records, refSend.Records, false)
 	}
 	checkCounts(&v, stream, obs.records, delivered)
 	checkAlerts(&v, delivered, obs.alerts)
-	checkDeadLetters(&v, stream, obs, cfg.Registry)
+	checkDeadLetters(&v, stream, obs, cfg.Registry, refApplied)
 	return v, nil
 }
 
@@ -310,13 +353,18 @@ func indexDelivered(v *Verdicts, raw []BusEvent) (map[string]*event, error) {
 func checkChains(v *Verdicts, delivered map[string]*event, records map[attribution.SeriesKey]*attribution.SeriesRecord, idents map[string]*attribution.IdentityRecord) {
 	chains := map[string][]*event{}
 	suspicions := map[string][]*event{}
+	rekeys := map[string][]*event{}
 	for _, e := range delivered {
-		if e.sc != nil {
+		switch {
+		case e.sc != nil:
 			chains[e.subject] = append(chains[e.subject], e)
-		} else {
+		case e.rk != nil:
+			rekeys[e.subject] = append(rekeys[e.subject], e)
+		default:
 			suspicions[e.subject] = append(suspicions[e.subject], e)
 		}
 	}
+	checkRekeys(v, rekeys, idents)
 	for key, rec := range records {
 		if rec.Current == nil {
 			continue
@@ -407,6 +455,36 @@ func checkChains(v *Verdicts, delivered map[string]*event, records map[attributi
 	}
 }
 
+// checkRekeys checks, per identity, that its rekeyed events are numbered
+// 1..n without a gap, n the count its record keeps.
+func checkRekeys(v *Verdicts, rekeys map[string][]*event, idents map[string]*attribution.IdentityRecord) {
+	for identity, rec := range idents {
+		evs := rekeys[identity]
+		sort.Slice(evs, func(i, j int) bool { return evs[i].sequence < evs[j].sequence })
+		for i, e := range evs {
+			if e.sequence != int64(i+1) {
+				v.Lost++
+				v.problem("identity %s: rekeyed sequence %d where %d was due", identity, e.sequence, i+1)
+				break
+			}
+		}
+		switch n := int64(len(evs)); {
+		case n < rec.Rekeys:
+			v.Lost += int(rec.Rekeys - n)
+			v.problem("identity %s: %d rekeyed events stored, %d delivered", identity, rec.Rekeys, n)
+		case n > rec.Rekeys:
+			v.UnexpectedEvents += int(n - rec.Rekeys)
+			v.problem("identity %s: %d rekeyed events delivered, %d stored", identity, n, rec.Rekeys)
+		}
+	}
+	for identity, evs := range rekeys {
+		if _, ok := idents[identity]; !ok {
+			v.UnexpectedEvents += len(evs)
+			v.problem("identity %s: rekeyed events about an identity the stream does not have", identity)
+		}
+	}
+}
+
 func seqOf(e *event) int64 {
 	if e == nil {
 		return 0
@@ -461,8 +539,11 @@ func checkExact(v *Verdicts, what string, delivered map[string]*event, want []at
 }
 
 func brief(e *event) string {
-	if e.sc != nil {
+	switch {
+	case e.sc != nil:
 		return fmt.Sprintf("%v→%s at count %d", deref(e.sc.OldState), e.sc.NewState, e.sc.ObservationCount)
+	case e.rk != nil:
+		return fmt.Sprintf("into %s %v", e.rk.Into, e.rk.Primitives)
 	}
 	return fmt.Sprint(e.ms.Primitives)
 }
@@ -540,17 +621,33 @@ func checkStates(v *Verdicts, what string, got, want map[attribution.SeriesKey]*
 
 // checkCounts compares each series' observation_count, stored and in its
 // events, with the distinct observations sent.
+// With identity events, a series is the canonical identity's: its count is
+// that of the distinct observations of every attacker the final membership
+// gives it, none lost or counted twice across merges and unmerges.
 func checkCounts(v *Verdicts, stream *Stream, records map[attribution.SeriesKey]*attribution.SeriesRecord, delivered map[string]*event) {
+	members := stream.Membership()
+	canonical := map[string]string{}
+	for c, as := range members {
+		for _, a := range as {
+			canonical[a] = c
+		}
+	}
 	distinct := map[attribution.SeriesKey]map[string]bool{}
 	for _, m := range stream.Messages {
-		if m.Kind == KindMalformed {
+		if m.Kind == KindMalformed || m.EventID != "" {
 			continue
 		}
-		key := attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID(m.Key.Attacker), Primitive: m.Key.Primitive}
+		key := attribution.SeriesKey{IdentityUUID: canonical[m.Key.Attacker], Primitive: m.Key.Primitive}
 		if distinct[key] == nil {
 			distinct[key] = map[string]bool{}
 		}
-		distinct[key][m.Key.EvidenceRef] = true
+		distinct[key][m.Key.Attacker+" "+m.Key.EvidenceRef] = true
+	}
+	for key, rec := range records {
+		if _, live := members[key.IdentityUUID]; live && distinct[key] == nil && rec.Current != nil && rec.Current.ObservationCount > 0 {
+			v.DoubleCounted++
+			v.problem("series %s: observation_count %d, no observation of its attackers sent", key, rec.Current.ObservationCount)
+		}
 	}
 	for key, refs := range distinct {
 		rec := records[key]
@@ -568,7 +665,9 @@ func checkCounts(v *Verdicts, stream *Stream, records map[attribution.SeriesKey]
 		}
 	}
 	for _, e := range delivered {
-		if e.sc == nil {
+		if e.sc == nil || stream.clusterer != nil {
+			// With identity events a series' members change over time:
+			// the events are checked against the replay instead.
 			continue
 		}
 		key := attribution.SeriesKey{IdentityUUID: e.sc.IdentityUUID, Primitive: e.sc.Primitive}
@@ -612,7 +711,10 @@ func checkAlerts(v *Verdicts, delivered map[string]*event, alerts []BusEvent) {
 
 // checkDeadLetters checks that the dead-letter queue holds exactly the
 // malformed messages sent, each with the decoder's reason.
-func checkDeadLetters(v *Verdicts, stream *Stream, obs *observed, reg attribution.Registry) {
+//
+// An identity event there must carry the reason the replay of the applied
+// order gives for it: it was applied and reported (see Verdicts).
+func checkDeadLetters(v *Verdicts, stream *Stream, obs *observed, reg attribution.Registry, ref *Reference) {
 	sent := map[string]Message{}
 	for _, m := range stream.Messages {
 		if m.Kind == KindMalformed {
@@ -622,8 +724,27 @@ func checkDeadLetters(v *Verdicts, stream *Stream, obs *observed, reg attributio
 	}
 	logged := rejections(obs.logs)
 	found := map[string]int{}
+	reported := map[string]bool{}
+	v.ReportsWant = len(ref.Reports)
 	for _, d := range obs.dlq {
 		m, ok := sent[d.Body]
+		if ok && m.EventID != "" {
+			reason := d.Reason
+			if l, logged := logged[d.MessageID]; reason == "" && logged {
+				reason = l.Reason
+			}
+			switch want, known := ref.Reports[m.EventID]; {
+			case known && reason == want:
+				if !reported[m.EventID] {
+					reported[m.EventID] = true
+					v.IdentityReports++
+				}
+			default:
+				v.Lost++
+				v.problem("dead letter %s is identity event %s (%s), reason %q; the replay reports %q", d.MessageID, m.EventID, m.Topic, reason, want)
+			}
+			continue
+		}
 		if !ok || m.Kind != KindMalformed {
 			v.Lost++
 			v.problem("dead letter %s (receive count %d) is a valid message: %s", d.MessageID, d.ReceiveCount, shorten(d.Body, 160))

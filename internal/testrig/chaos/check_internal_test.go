@@ -22,11 +22,12 @@ func perfectRun(t *testing.T, stream *Stream, cfg config.Config) *observed {
 	for i, m := range stream.Messages {
 		bodies[i] = m.Body
 	}
-	ref, err := Replay(context.Background(), bodies, cfg.Registry, cfg.Thresholds)
+	ref, store, err := replay(context.Background(), bodies, cfg.Registry, cfg.Thresholds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &observed{records: ref.Records, identities: map[string]*attribution.IdentityRecord{}}
+	o := &observed{records: ref.Records, identities: map[string]*attribution.IdentityRecord{}, journal: store.journal}
+	o.applied = journalObservations(store.journal)
 	for i, e := range ref.Events {
 		b := BusEvent{ID: fmt.Sprint("bus-", i), Source: attribution.EventSource, DetailType: e.DetailType, Detail: e.Detail}
 		o.events = append(o.events, b)
@@ -48,21 +49,26 @@ func perfectRun(t *testing.T, stream *Stream, cfg config.Config) *observed {
 	for key := range ref.Records {
 		o.identity(key.IdentityUUID)
 	}
-	stored := map[ObservationKey]string{}
+	if stream.clusterer != nil {
+		o.identities = ref.Identities // the stored records, suspicions and rekeys counted
+		o.attackers = map[string]*attribution.AttackerRecord{}
+		for _, as := range stream.Membership() {
+			for _, a := range as {
+				if o.attackers[a], err = store.LoadAttacker(context.Background(), a); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	reported := map[string]bool{}
 	for i, m := range stream.Messages {
-		if m.Kind == KindMalformed {
+		switch reason, ok := ref.Reports[m.EventID]; {
+		case m.Kind == KindMalformed:
 			err := Rejection(m.Body, cfg.Registry)
 			o.dlq = append(o.dlq, DeadLetter{MessageID: fmt.Sprint("dl-", i), Body: m.Body, Field: orDash(attribution.ErrorField(err)), Reason: err.Error()})
-			continue
-		}
-		obs, err := attribution.DecodeMessage([]byte(m.Body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fp := obs.Fingerprint(); stored[m.Key] != fp {
-			stored[m.Key] = fp
-			o.applied = append(o.applied, obs)
-			o.journal = append(o.journal, obs)
+		case ok && !reported[m.EventID]:
+			reported[m.EventID] = true
+			o.dlq = append(o.dlq, DeadLetter{MessageID: fmt.Sprint("dl-", i), Body: m.Body, Reason: reason})
 		}
 	}
 	return o
@@ -274,5 +280,95 @@ func TestGenerateIsDeterministic(t *testing.T) {
 	}
 	if ref.Rejected != 7 {
 		t.Errorf("the replay rejects %d messages, want the 7 malformed", ref.Rejected)
+	}
+}
+
+// TestCheckCatchesIdentityViolations runs the checks on a flawless run of a
+// stream with identity events and on copies broken in one way each.
+func TestCheckCatchesIdentityViolations(t *testing.T) {
+	cfg := defaultConfig(t)
+	stream := Generate(StreamConfig{Seed: 21, Observations: 150, Attackers: 8, Hot: 2, HotShare: 0.5, Duplicates: 0.1, Malformed: 2, ShuffleWindow: 15,
+		Identities: IdentityConfig{Events: 40}})
+	c := stream.Counts()
+	for _, topic := range []string{attribution.TopicIdentityFormed, attribution.TopicIdentityLinked, attribution.TopicIdentityMerged, attribution.TopicIdentityUnmerged} {
+		if c.IdentityEvents[topic] == 0 {
+			t.Fatalf("the stream has no %s event: %+v", topic, c.IdentityEvents)
+		}
+	}
+	if c.IdentityRepeats == 0 || stream.clusterer.longest < 2 {
+		t.Fatalf("want repeats and a chain of two merges: repeats %d, longest chain %d", c.IdentityRepeats, stream.clusterer.longest)
+	}
+	concurrent := Scenario{Name: "t", Pollers: 4}
+	canonicalSeries := func(o *observed) *attribution.SeriesRecord {
+		for c, as := range stream.Membership() {
+			for k, r := range o.records {
+				if k.IdentityUUID == c && len(as) > 1 && r.Current != nil && r.Current.ObservationCount > 2 {
+					return r
+				}
+			}
+		}
+		t.Fatal("no canonical series of several attackers")
+		return nil
+	}
+	tests := []struct {
+		name   string
+		break_ func(o *observed)
+		want   func(v Verdicts) bool
+	}{
+		{"flawless", func(*observed) {}, func(v Verdicts) bool { return v.OK() }},
+		{"an observation lost across a merge", func(o *observed) {
+			r := canonicalSeries(o)
+			r.Current.ObservationCount--
+		}, func(v Verdicts) bool { return v.Lost > 0 && v.UnionMismatches > 0 }},
+		{"an observation counted twice across a merge", func(o *observed) {
+			r := canonicalSeries(o)
+			r.Current.ObservationCount++
+		}, func(v Verdicts) bool { return v.DoubleCounted > 0 && v.UnionMismatches > 0 }},
+		{"an attacker left on the identity it was linked away from", func(o *observed) {
+			for c, as := range stream.Membership() {
+				if c != attribution.StubIdentityID(as[0]) {
+					o.attackers[as[0]].IdentityUUID = attribution.StubIdentityID(as[0])
+					return
+				}
+			}
+		}, func(v Verdicts) bool { return v.MembershipMismatches > 0 }},
+		{"a rekeyed event lost", func(o *observed) {
+			for _, e := range o.events {
+				if e.DetailType == attribution.EventIdentityRekeyed {
+					id := eventIDOf(e)
+					o.events = slices.DeleteFunc(o.events, func(b BusEvent) bool { return eventIDOf(b) == id })
+					return
+				}
+			}
+		}, func(v Verdicts) bool { return v.Lost > 0 }},
+		{"a membership change DynamoDB did not apply", func(o *observed) {
+			for i := range o.journal {
+				if o.journal[i].membership != nil {
+					o.journal = slices.Delete(o.journal, i, i+1)
+					return
+				}
+			}
+		}, func(v Verdicts) bool { return v.StateMismatches > 0 }},
+		{"an identity event in the DLQ for no reason the replay gives", func(o *observed) {
+			for _, m := range stream.Messages {
+				if m.Topic == attribution.TopicIdentityMerged {
+					o.dlq = append(o.dlq, DeadLetter{MessageID: "merge", Body: m.Body, Reason: "gave up"})
+					return
+				}
+			}
+		}, func(v Verdicts) bool { return v.Lost > 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := perfectRun(t, stream, cfg)
+			tt.break_(o)
+			v, err := check(context.Background(), concurrent, stream, o, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(v) {
+				t.Errorf("verdicts %+v\nproblems:\n%s", v, strings.Join(v.Problems, "\n"))
+			}
+		})
 	}
 }

@@ -13,6 +13,10 @@
 //     the identity suspicion), numeric and hash primitives, shuffled
 //     arrival, producer redeliveries, amendments (same key, new content;
 //     single-poller scenarios only) and malformed messages ([BadInputs]);
+//     in the identity scenarios, DECNET's clusterer (see identities.go)
+//     forms, links, merges (into the smaller uuid, so chains form),
+//     unmerges and repeats identities among them, as bus envelopes
+//     shuffled with the observations;
 //  2. provisions its own copy of the template's resources, plus an "events"
 //     queue fed by a catch-all rule on the bus;
 //  3. sends the stream to the observation queue while an event source
@@ -27,8 +31,10 @@
 //     up; failed dead-letter sends;
 //  5. crashes the function at the crash points of package crash: after a
 //     commit (the observations are stored with the events they caused,
-//     nothing is published), and after the bus accepted a batch's events
-//     but before the batch is reported. Either way the queue redelivers
+//     nothing is published), after a membership change is stored (its
+//     transitions and rekeyed events are in the outboxes, unpublished), and
+//     after the bus accepted a batch's events but before the batch is
+//     reported. Either way the queue redelivers
 //     the batch, which finds its observations stored and publishes their
 //     events again, with the same IDs. In process the instance dies (no
 //     further request leaves it, its batch fails as a whole and a cold
@@ -43,7 +49,10 @@
 // observations in the order DynamoDB applied them: all DynamoDB requests
 // pass one at a time through a journal at the endpoint (see linearizer),
 // which records every applied TransactWriteItems, including those whose
-// answer the fault proxy dropped. Then:
+// answer the fault proxy dropped; a membership change is replayed as the
+// identity event that made it (read back from the attacker's new stamp, or
+// the loser's parent stamp), a formed event narrowed to the attacker it
+// moved. Then:
 //
 //   - every delivered event, deduplicated by event_id, is exactly one of
 //     the replay's, with the same detail (numbers within 1e-9), and every
@@ -65,6 +74,16 @@
 //   - the dead-letter queue holds exactly the malformed messages, each with
 //     the decoder's reason in its attributes or, when it came by the
 //     redrive policy, in the function's log;
+//   - with identity events: every attacker resolves, through the stored
+//     records, to the canonical identity of the clusterer's final
+//     membership; every canonical series is the reference merger over the
+//     union of its attackers' observations (a from-scratch replay:
+//     union_mismatches), and its observation_count their distinct number
+//     (none lost or counted twice across a merge or an unmerge); the
+//     rekeyed events of each identity are numbered without a gap up to the
+//     count its record keeps; an identity event in the dead-letter queue
+//     carries the reason the replay gives it (an unmerge applied before its
+//     merge arrived), anything else there is lost;
 //   - with one poller, the commits the function saw succeed are, per
 //     attacker and in order, those DynamoDB applied; the sequential clean
 //     scenario's transitions are also exactly the replay of the send order.

@@ -2,8 +2,10 @@ package chaos
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -11,15 +13,18 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
 )
 
 // linearizer forwards requests to the AWS endpoint, lets one DynamoDB
 // request at a time reach it, and keeps a journal of the observations each
-// applied transaction stored, in the order the endpoint applied them.
+// applied transaction stored and of the membership changes applied, in the
+// order the endpoint applied them.
 //
 // DynamoDB applies each conditional write and each transaction atomically
 // (transactions are serialisable). moto's own server does not under
@@ -35,18 +40,35 @@ import (
 // SDK, the fault proxy, the function's concurrent units and instances)
 // stays concurrent.
 type linearizer struct {
-	srv               *http.Server
-	ln                net.Listener
-	proxy             *httputil.ReverseProxy
-	done              chan struct{}
-	observationsTable string
+	srv    *http.Server
+	ln     net.Listener
+	proxy  *httputil.ReverseProxy
+	done   chan struct{}
+	tables ddbstore.Tables
 
 	dynamoDB sync.Mutex // held for the whole of each DynamoDB request
-	journal  []attribution.Observation
+	journal  []applied
 	bad      []error // undecodable journal entries
 }
 
-func startLinearizer(upstream, observationsTable string) (*linearizer, error) {
+// applied is one entry of the journal: an observation an applied commit
+// stored, or an applied membership change.
+type applied struct {
+	observation *attribution.Observation
+	membership  *membershipApplied
+}
+
+// membershipApplied is what the harness reads of an applied membership
+// change: the attacker it moved (formed and linked), with the stamp of the
+// event that moved it, and the parent stamps of the identity records it
+// wrote (merged and unmerged set the loser's to the event's stamp).
+type membershipApplied struct {
+	attacker, identity string
+	stamp              attribution.Stamp
+	parentStamps       map[string]attribution.Stamp
+}
+
+func startLinearizer(upstream string, tables ddbstore.Tables) (*linearizer, error) {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		return nil, fmt.Errorf("parse endpoint %q: %w", upstream, err)
@@ -55,7 +77,7 @@ func startLinearizer(upstream, observationsTable string) (*linearizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	l := &linearizer{ln: ln, done: make(chan struct{}), observationsTable: observationsTable}
+	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables}
 	l.proxy = httputil.NewSingleHostReverseProxy(u)
 	l.proxy.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
 	l.proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -95,13 +117,20 @@ func (l *linearizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// record adds the observations an applied TransactWriteItems stored.
+// record adds what an applied TransactWriteItems stored: its observations,
+// or, for a membership change (no observation), the change.
 func (l *linearizer) record(body []byte) {
+	type attr map[string]json.RawMessage
 	var req struct {
 		TransactItems []struct {
 			Put *struct {
 				TableName string
-				Item      map[string]map[string]json.RawMessage
+				Item      map[string]attr
+			}
+			Update *struct {
+				TableName                 string
+				Key                       map[string]attr
+				ExpressionAttributeValues map[string]attr
 			}
 		}
 	}
@@ -109,33 +138,85 @@ func (l *linearizer) record(body []byte) {
 		l.bad = append(l.bad, fmt.Errorf("decode a transaction: %w", err))
 		return
 	}
+	var change membershipApplied
+	membership, observations := false, 0
 	for _, it := range req.TransactItems {
-		if it.Put == nil || it.Put.TableName != l.observationsTable {
-			continue
+		switch {
+		case it.Put != nil && it.Put.TableName == l.tables.Observations:
+			var text string
+			if err := json.Unmarshal(it.Put.Item["obs"]["S"], &text); err != nil {
+				l.bad = append(l.bad, fmt.Errorf("observation item without its body: %w", err))
+				continue
+			}
+			var o attribution.Observation
+			if err := json.Unmarshal([]byte(text), &o); err != nil {
+				l.bad = append(l.bad, fmt.Errorf("decode a stored observation: %w", err))
+				continue
+			}
+			l.journal = append(l.journal, applied{observation: &o})
+			observations++
+		case it.Update != nil && it.Update.TableName == l.tables.Identities:
+			// An attacker's identity set by an identity event.
+			membership = true
+			vals := it.Update.ExpressionAttributeValues
+			var key, id, sid, sts string
+			errs := []error{
+				json.Unmarshal(it.Update.Key["attacker_uuid"]["S"], &key),
+				json.Unmarshal(vals[":id"]["S"], &id),
+				json.Unmarshal(vals[":sid"]["S"], &sid),
+				json.Unmarshal(vals[":sts"]["N"], &sts),
+			}
+			ts, err := strconv.ParseFloat(sts, 64)
+			if err := errors.Join(append(errs, err)...); err != nil {
+				l.bad = append(l.bad, fmt.Errorf("attacker update of a membership change: %w", err))
+				continue
+			}
+			change.attacker, change.identity, change.stamp = key, id, attribution.Stamp{TS: ts, ID: sid}
+		case it.Update != nil && it.Update.TableName == l.tables.States:
+			var id, prim string
+			_ = json.Unmarshal(it.Update.Key["identity_uuid"]["S"], &id)
+			_ = json.Unmarshal(it.Update.Key["primitive"]["S"], &prim)
+			if prim != attribution.IdentityRecordKey {
+				continue
+			}
+			var blob []byte
+			if err := json.Unmarshal(it.Update.ExpressionAttributeValues[":rec"]["B"], &blob); err != nil {
+				l.bad = append(l.bad, fmt.Errorf("identity record %s without its body: %w", id, err))
+				continue
+			}
+			var node attribution.IdentityRecord
+			if err := inflateJSON(blob, &node); err != nil {
+				l.bad = append(l.bad, fmt.Errorf("identity record %s: %w", id, err))
+				continue
+			}
+			if change.parentStamps == nil {
+				change.parentStamps = map[string]attribution.Stamp{}
+			}
+			change.parentStamps[id] = node.ParentStamp
 		}
-		var text string
-		if err := json.Unmarshal(it.Put.Item["obs"]["S"], &text); err != nil {
-			l.bad = append(l.bad, fmt.Errorf("observation item without its body: %w", err))
-			continue
-		}
-		var o attribution.Observation
-		if err := json.Unmarshal([]byte(text), &o); err != nil {
-			l.bad = append(l.bad, fmt.Errorf("decode a stored observation: %w", err))
-			continue
-		}
-		l.journal = append(l.journal, o)
 	}
+	if observations == 0 && (membership || change.parentStamps != nil) {
+		l.journal = append(l.journal, applied{membership: &change})
+	}
+}
+
+func inflateJSON(blob []byte, v any) error {
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(blob)))
+	if err != nil {
+		return fmt.Errorf("inflate: %w", err)
+	}
+	return json.Unmarshal(raw, v)
 }
 
 // applied returns the journal, and an error if some entry could not be
 // read.
-func (l *linearizer) applied() ([]attribution.Observation, error) {
+func (l *linearizer) applied() ([]applied, error) {
 	l.dynamoDB.Lock()
 	defer l.dynamoDB.Unlock()
 	if len(l.bad) > 0 {
 		return nil, fmt.Errorf("journal of applied commits: %d unreadable entries, the first: %w", len(l.bad), l.bad[0])
 	}
-	return append([]attribution.Observation(nil), l.journal...), nil
+	return append([]applied(nil), l.journal...), nil
 }
 
 func (l *linearizer) close() error {

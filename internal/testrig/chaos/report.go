@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/testrig/chaos/crash"
 	"decnet-attribution/internal/testrig/faultproxy"
 	"decnet-attribution/internal/testrig/sqspoller"
@@ -21,28 +22,33 @@ type Metrics struct {
 	Duplicates       int64 // redelivered observations recognised as stored
 	Amendments       int64
 	Rejected         int64 // invalid messages (each receive)
+	Membership       int64 // membership changes that recomputed series
+	Rekeyed          int64 // identities retired with a rekeyed event
 	Instances        int64 // function instances started (cold starts)
 }
 
 // Report is the outcome of one scenario.
 type Report struct {
-	Scenario       string
-	Pollers        int
-	Emulator       bool
-	Stream         Counts
-	Deliveries     sqspoller.Stats
-	Proxy          faultproxy.Stats
-	Crashes        int64
-	CrashesAt      map[crash.Point]int64 // crash sites that fired, by point
-	Outage         time.Duration         // how long the bus refused every event
-	Exits          int64                 // function processes the emulator saw exit with the crash status
-	Metrics        Metrics
-	Events         EventSummary
-	Applied        int // observations DynamoDB applied (amendments included)
-	AppliedUnknown int
-	Duration       time.Duration // sending and processing
-	Total          time.Duration // including setup and checks
-	Verdicts       Verdicts
+	Scenario   string
+	Pollers    int
+	Emulator   bool
+	Stream     Counts
+	Deliveries sqspoller.Stats
+	Proxy      faultproxy.Stats
+	Crashes    int64
+	CrashesAt  map[crash.Point]int64 // crash sites that fired, by point
+	Outage     time.Duration         // how long the bus refused every event
+	Exits      int64                 // function processes the emulator saw exit with the crash status
+	Metrics    Metrics
+	Events     EventSummary
+	Applied    int // observations DynamoDB applied (amendments included)
+	// MembershipApplied counts the membership changes DynamoDB applied,
+	// by the topic of the identity event that made each.
+	MembershipApplied MembershipFigures
+	AppliedUnknown    int
+	Duration          time.Duration // sending and processing
+	Total             time.Duration // including setup and checks
+	Verdicts          Verdicts
 }
 
 // OK reports whether the run passed every check.
@@ -127,10 +133,20 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "   events: state_changed=%d multi_actor_suspected=%d deliveries=%d alerts=%d (deliveries %d) dead_letters=%d",
 		e.StateChanged, e.Suspicions, e.Deliveries, e.Alerts, e.AlertDeliveries, e.DeadLetters)
 	fmt.Fprintf(w, " observations_applied=%d\n", r.Applied)
+	if ie := s.IdentityEvents; len(ie) > 0 {
+		ma := r.MembershipApplied
+		fmt.Fprintf(w, "   identities: events formed=%d linked=%d merged=%d unmerged=%d repeats=%d; applied changes=%d (formed=%d linked=%d merged=%d unmerged=%d) longest_chain=%d recomputed=%d rekeyed=%d (delivered %d) canonical=%d reports=%d of %d\n",
+			ie[attribution.TopicIdentityFormed], ie[attribution.TopicIdentityLinked], ie[attribution.TopicIdentityMerged], ie[attribution.TopicIdentityUnmerged], s.IdentityRepeats,
+			ma.Changes, ma.ByTopic[attribution.TopicIdentityFormed], ma.ByTopic[attribution.TopicIdentityLinked], ma.ByTopic[attribution.TopicIdentityMerged], ma.ByTopic[attribution.TopicIdentityUnmerged],
+			ma.LongestChain, m.Membership, m.Rekeyed, e.Rekeyed, ma.Canonical, v.IdentityReports, v.ReportsWant)
+	}
 	fmt.Fprintf(w, "   verdicts: lost=%d double_counted=%d unexpected_events=%d duplicate_events_with_new_id=%d dlq=%d (malformed sent %d)",
 		v.Lost, v.DoubleCounted, v.UnexpectedEvents, v.DuplicateEventsWithNewID, v.DLQ, v.DLQWant)
 	fmt.Fprintf(w, " conflicting_duplicates=%d state_mismatches=%d alert_mismatches=%d dlq_without_reason=%d",
 		v.ConflictingDuplicates, v.StateMismatches, v.AlertMismatches, v.DLQWithoutReason)
+	if len(s.IdentityEvents) > 0 {
+		fmt.Fprintf(w, " union_mismatches=%d membership_mismatches=%d", v.UnionMismatches, v.MembershipMismatches)
+	}
 	if v.DLQDuplicates > 0 {
 		fmt.Fprintf(w, " dlq_duplicates=%d", v.DLQDuplicates)
 	}
@@ -144,4 +160,39 @@ func (r *Report) Write(w io.Writer) {
 	for _, p := range v.Problems {
 		fmt.Fprintf(w, "   ! %s\n", p)
 	}
+}
+
+// MembershipFigures describe the membership changes of a run.
+type MembershipFigures struct {
+	Changes int
+	ByTopic map[string]int
+	// LongestChain is the most merges DECNET's clusterer ever had between
+	// an identity and its canonical one.
+	LongestChain int
+	// Canonical counts the canonical identities of the final membership.
+	Canonical int
+}
+
+func membershipFigures(journal []applied, stream *Stream) MembershipFigures {
+	f := MembershipFigures{ByTopic: map[string]int{}}
+	events, err := stream.identityEvents()
+	if err != nil || stream.clusterer == nil {
+		return f
+	}
+	bodies, err := appliedBodies(journal, events)
+	if err != nil {
+		return f
+	}
+	for i, a := range journal {
+		if a.membership == nil {
+			continue
+		}
+		f.Changes++
+		if d, err := attribution.Decode([]byte(bodies[i])); err == nil && d.Identity != nil {
+			f.ByTopic[d.Identity.Topic]++
+		}
+	}
+	f.LongestChain = stream.clusterer.longest
+	f.Canonical = len(stream.Membership())
+	return f
 }

@@ -148,7 +148,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	lin, err := startLinearizer(env.Endpoint, st.TableName(devstack.ObservationsTableID))
+	lin, err := startLinearizer(env.Endpoint, st.store.Tables)
 	if err != nil {
 		return nil, err
 	}
@@ -226,15 +226,16 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, Pollers: sc.Pollers, Emulator: sc.Emulator,
 		Stream: stream.Counts(), Deliveries: mapping.Stats(),
-		Proxy:     proxy.Stats(),
-		Crashes:   fn.crashes(),
-		CrashesAt: fn.crashesByPoint(),
-		Outage:    outageHeld,
-		Exits:     fn.exitCount(),
-		Metrics:   fn.metricTotals(),
-		Events:    obs.eventSummary(),
-		Applied:   len(obs.journal),
-		Duration:  processed, Total: time.Since(start),
+		Proxy:             proxy.Stats(),
+		Crashes:           fn.crashes(),
+		CrashesAt:         fn.crashesByPoint(),
+		Outage:            outageHeld,
+		Exits:             fn.exitCount(),
+		Metrics:           fn.metricTotals(),
+		Events:            obs.eventSummary(),
+		Applied:           len(journalObservations(obs.journal)),
+		MembershipApplied: membershipFigures(obs.journal, stream),
+		Duration:          processed, Total: time.Since(start),
 		Verdicts: verdicts,
 	}
 	rep.AppliedUnknown = unknown
@@ -417,19 +418,21 @@ func (f *function) metricTotals() Metrics {
 		Duplicates:       f.metrics.get(attribution.MetricDuplicates),
 		Amendments:       f.metrics.get(attribution.MetricAmendments),
 		Rejected:         f.metrics.get(attribution.MetricRejected),
+		Membership:       f.metrics.get(attribution.MetricMembership),
+		Rekeyed:          f.metrics.get(attribution.MetricRekeyed),
 		Instances:        f.built(),
 	}
 }
 
 func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[string]string, proxyURL, truthURL string) (*function, error) {
-	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish]}
+	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish], AfterMembership: sc.Crash[crash.AfterMembership]}
 	if sc.Emulator {
 		return startEmulated(env, sc, st, vars, proxyURL, truthURL, plan)
 	}
 	fl := newFleet(cfg, proxyURL, sc.Pollers)
 	fl.sabotageStore, fl.sabotagePublisher = sc.sabotageStore, sc.sabotagePublisher
 	once := &crash.MemoryOnce{}
-	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: map[crash.Point]float64{crash.AfterCommit: plan.AfterCommit, crash.AfterPublish: plan.AfterPublish}, Once: once}
+	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: plan.Rates(), Once: once}
 	fl.probe = st.store
 	var rec *memRecorder
 	if sc.Sequential() {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -291,4 +292,39 @@ func retryRead[T any](ctx context.Context, read func() (T, error)) (T, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return v, err
+}
+
+// finalIdentities reads, for a stream with identity events, every
+// attacker's record and the records of every identity: the attackers'
+// stubs and DECNET's identities, canonical or retired, with all their
+// series.
+func (s *stack) finalIdentities(ctx context.Context, attackers, identities []string) (map[attribution.SeriesKey]*attribution.SeriesRecord, map[string]*attribution.IdentityRecord, map[string]*attribution.AttackerRecord, error) {
+	recs := map[attribution.SeriesKey]*attribution.SeriesRecord{}
+	idents := map[string]*attribution.IdentityRecord{}
+	records := map[string]*attribution.AttackerRecord{}
+	ids := slices.Clone(identities)
+	for _, a := range attackers {
+		rec, err := retryRead(ctx, func() (*attribution.AttackerRecord, error) { return s.store.LoadAttacker(ctx, a) })
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		records[a] = rec
+		ids = append(ids, attribution.StubIdentityID(a))
+	}
+	for _, id := range ids {
+		got, err := retryRead(ctx, func() (map[string]*attribution.SeriesRecord, error) { return s.store.LoadIdentitySeries(ctx, id) })
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for p, r := range got {
+			recs[attribution.SeriesKey{IdentityUUID: id, Primitive: p}] = r
+		}
+		node, err := retryRead(ctx, func() (*attribution.IdentityRecord, error) { return s.store.LoadIdentity(ctx, id, true) })
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		node.IdentityUUID = id
+		idents[id] = node
+	}
+	return recs, idents, records, nil
 }

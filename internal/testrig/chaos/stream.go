@@ -35,6 +35,8 @@ type StreamConfig struct {
 	// LateShare of the messages are moved much later still.
 	ShuffleWindow int
 	LateShare     float64
+	// Identities mixes DECNET's identity events into the stream.
+	Identities IdentityConfig
 }
 
 // MessageKind says what a sent message is.
@@ -46,10 +48,13 @@ const (
 	KindDuplicate
 	KindAmendment
 	KindMalformed
+	// KindIdentity is an identity event of DECNET's clusterer (its repeats
+	// are KindDuplicate).
+	KindIdentity
 )
 
 func (k MessageKind) String() string {
-	return [...]string{"original", "duplicate", "amendment", "malformed"}[k]
+	return [...]string{"original", "duplicate", "amendment", "malformed", "identity"}[k]
 }
 
 // Message is one message of a stream.
@@ -60,6 +65,8 @@ type Message struct {
 	Key ObservationKey
 	// Class is the bad input class of a malformed message.
 	Class string
+	// Topic and EventID are those of an identity event (and its repeats).
+	Topic, EventID string
 }
 
 // ObservationKey is the natural key of an observation, with its attacker.
@@ -72,6 +79,8 @@ type ObservationKey struct {
 // Stream is a generated stream in send order.
 type Stream struct {
 	Messages []Message
+	// clusterer published the stream's identity events; nil without any.
+	clusterer *clusterer
 }
 
 // Primitives the generator uses: categorical ones (two of them alternate
@@ -98,6 +107,10 @@ var categoricalValues = map[string][]any{
 type Counts struct {
 	Messages, Originals, Duplicates, Amendments, Malformed, Wrapped int
 	Attackers, Series                                               int
+	// IdentityEvents counts the distinct identity events by topic;
+	// IdentityRepeats the extra sends of one.
+	IdentityEvents  map[string]int
+	IdentityRepeats int
 }
 
 // Counts returns the stream's figures.
@@ -105,8 +118,21 @@ func (s *Stream) Counts() Counts {
 	var c Counts
 	attackers := map[string]bool{}
 	series := map[[2]string]bool{}
+	events := map[string]bool{}
 	for _, m := range s.Messages {
 		c.Messages++
+		if m.EventID != "" {
+			if events[m.EventID] {
+				c.IdentityRepeats++
+			} else {
+				events[m.EventID] = true
+				if c.IdentityEvents == nil {
+					c.IdentityEvents = map[string]int{}
+				}
+				c.IdentityEvents[m.Topic]++
+			}
+			continue
+		}
 		switch m.Kind {
 		case KindOriginal:
 			c.Originals++
@@ -195,6 +221,14 @@ func Generate(cfg StreamConfig) *Stream {
 			ordered = append(ordered, Message{Body: wrap(body, cfg.Wrapped, r), Kind: KindOriginal, Key: key})
 		}
 	}
+	var world *clusterer
+	if cfg.Identities.Events > 0 {
+		world = newClusterer(cfg.Seed, r)
+		for range cfg.Identities.Events {
+			world.step(attackers, cfg.Hot)
+		}
+		ordered = interleave(ordered, world.events, r)
+	}
 	ordered = shuffleWindows(ordered, cfg.ShuffleWindow, r)
 	ordered = moveLate(ordered, cfg.LateShare, r)
 
@@ -227,7 +261,7 @@ func Generate(cfg StreamConfig) *Stream {
 		at := r.IntN(len(ordered) + 1)
 		ordered = append(ordered[:at], append([]Message{m}, ordered[at:]...)...)
 	}
-	return &Stream{Messages: ordered}
+	return &Stream{Messages: ordered, clusterer: world}
 }
 
 func pickAttacker(r *rand.Rand, cfg StreamConfig) int {

@@ -11,7 +11,11 @@
 //     observations stored and publishes the events stored with them;
 //   - AfterPublish: the bus has accepted a batch's events and the function
 //     dies before reporting the batch, so the queue redelivers it and the
-//     events are published again, with the same IDs.
+//     events are published again, with the same IDs;
+//   - AfterMembership: a membership change (an identity event's attacker
+//     and identity records with every series it recomputed or froze) has
+//     been stored and nothing published: the redelivered identity event
+//     changes nothing and must publish what the change left pending.
 //
 // A Plan chooses the crash sites: a site (a stored observation, a published
 // batch named by its first event's ID) is chosen with the point's rate by a
@@ -35,6 +39,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,12 +51,13 @@ type Point string
 
 // Crash points.
 const (
-	AfterCommit  Point = "after-commit"
-	AfterPublish Point = "after-publish"
+	AfterCommit     Point = "after-commit"
+	AfterPublish    Point = "after-publish"
+	AfterMembership Point = "after-membership"
 )
 
 // Points are the crash points, in the order of the function's work.
-var Points = []Point{AfterCommit, AfterPublish}
+var Points = []Point{AfterCommit, AfterPublish, AfterMembership}
 
 // ExitCode is the status a crashing process exits with, told apart from
 // other exits in the emulator's log.
@@ -254,6 +260,43 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 		}
 	}
 	return nil
+}
+
+// LoadIdentitySeries implements attribution.Store.
+func (s *Store) LoadIdentitySeries(ctx context.Context, identity string) (map[string]*attribution.SeriesRecord, error) {
+	if s.dead() {
+		return nil, ErrCrashed
+	}
+	return s.Store.LoadIdentitySeries(ctx, identity)
+}
+
+// CommitMembership implements attribution.Store: it commits and dies
+// afterwards if the plan chooses the change. The site names what the
+// change writes (attackers with their new stamps, identities with their
+// new membership versions), so a change planned again after a conflict is
+// another site.
+func (s *Store) CommitMembership(ctx context.Context, c *attribution.MembershipCommit) error {
+	if s.dead() {
+		return ErrCrashed
+	}
+	if err := s.Store.CommitMembership(ctx, c); err != nil {
+		return err
+	}
+	if site := membershipSite(c); s.Plan.Fire(AfterMembership, site) {
+		return s.Die(AfterMembership, site)
+	}
+	return nil
+}
+
+func membershipSite(c *attribution.MembershipCommit) string {
+	var b strings.Builder
+	for _, a := range c.Attackers {
+		fmt.Fprintf(&b, "%s→%s@%s ", a.AttackerUUID, a.IdentityUUID, a.Stamp.ID)
+	}
+	for _, r := range c.Identities {
+		fmt.Fprintf(&b, "%s#%d ", r.IdentityUUID, r.Membership)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // Ack implements attribution.Store. It has no crash point: the processing

@@ -60,7 +60,7 @@ func TestDirOnceIsSharedAcrossProcesses(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	want := crash.Config{Seed: 7, AfterCommit: 0.25, AfterPublish: 0.5, MarkerDir: "/m", AppliedLog: "/a.jsonl", ProbeEndpoint: "http://127.0.0.1:1"}
+	want := crash.Config{Seed: 7, AfterCommit: 0.25, AfterPublish: 0.5, AfterMembership: 0.125, MarkerDir: "/m", AppliedLog: "/a.jsonl", ProbeEndpoint: "http://127.0.0.1:1"}
 	env := map[string]string{}
 	for _, kv := range want.Env() {
 		for i := range kv {
@@ -262,5 +262,42 @@ func TestFileRecorderRoundTrip(t *testing.T) {
 	}
 	if missing, err := crash.ReadLog(filepath.Join(t.TempDir(), "none")); err != nil || missing != nil {
 		t.Errorf("a missing log: %v, %v; want empty", missing, err)
+	}
+}
+
+func TestStoreDiesAfterTheMembershipChangeIsStored(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New()
+	dead := false
+	var diedAt []string
+	s := &crash.Store{
+		Store: mem,
+		Plan:  &crash.Plan{Rates: map[crash.Point]float64{crash.AfterMembership: 1}, Once: &crash.MemoryOnce{}},
+		Die: func(p crash.Point, site string) error {
+			dead, diedAt = true, append(diedAt, string(p)+" "+site)
+			return errDied
+		},
+		Dead: func() bool { return dead },
+	}
+	node := &attribution.IdentityRecord{IdentityUUID: "I1"}
+	node.Members, node.Membered, node.Membership = []string{"att-1"}, true, 1
+	change := &attribution.MembershipCommit{
+		Attackers:  []*attribution.AttackerRecord{{AttackerUUID: "att-1", IdentityUUID: "I1", Stamp: attribution.Stamp{TS: 1, ID: "e1"}}},
+		Identities: []*attribution.IdentityRecord{node},
+	}
+	if err := s.CommitMembership(ctx, change); !errors.Is(err, errDied) {
+		t.Fatalf("CommitMembership = %v, want the death", err)
+	}
+	if a, _ := mem.LoadAttacker(ctx, "att-1"); a.IdentityUUID != "I1" {
+		t.Fatalf("the change was not stored before the death: attacker on %q", a.IdentityUUID)
+	}
+	if want := "after-membership att-1→I1@e1 I1#1"; len(diedAt) != 1 || diedAt[0] != want {
+		t.Errorf("died at %v, want %q", diedAt, want)
+	}
+	if err := s.CommitMembership(ctx, change); !errors.Is(err, crash.ErrCrashed) {
+		t.Errorf("a dead instance still commits: %v", err)
+	}
+	if _, err := s.LoadIdentitySeries(ctx, "I1"); !errors.Is(err, crash.ErrCrashed) {
+		t.Errorf("a dead instance still reads: %v", err)
 	}
 }

@@ -14,19 +14,21 @@ import (
 
 // Environment variables of the crash binary.
 const (
-	EnvSeed          = "CHAOS_CRASH_SEED"
-	EnvAfterCommit   = "CHAOS_CRASH_AFTER_COMMIT"
-	EnvAfterPublish  = "CHAOS_CRASH_AFTER_PUBLISH"
-	EnvMarkerDir     = "CHAOS_CRASH_DIR"
-	EnvAppliedLog    = "CHAOS_APPLIED_LOG"
-	EnvProbeEndpoint = "CHAOS_PROBE_ENDPOINT"
+	EnvSeed            = "CHAOS_CRASH_SEED"
+	EnvAfterCommit     = "CHAOS_CRASH_AFTER_COMMIT"
+	EnvAfterPublish    = "CHAOS_CRASH_AFTER_PUBLISH"
+	EnvAfterMembership = "CHAOS_CRASH_AFTER_MEMBERSHIP"
+	EnvMarkerDir       = "CHAOS_CRASH_DIR"
+	EnvAppliedLog      = "CHAOS_APPLIED_LOG"
+	EnvProbeEndpoint   = "CHAOS_PROBE_ENDPOINT"
 )
 
 // Config is the crash binary's configuration.
 type Config struct {
 	Seed uint64
-	// AfterCommit and AfterPublish are the rates of the two crash points.
-	AfterCommit, AfterPublish float64
+	// AfterCommit, AfterPublish and AfterMembership are the rates of the
+	// crash points.
+	AfterCommit, AfterPublish, AfterMembership float64
 	// MarkerDir holds one file per site that crashed (see DirOnce).
 	MarkerDir string
 	// AppliedLog, when set, receives the commits applied (see FileRecorder).
@@ -64,10 +66,11 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	}
 	c.AfterCommit = rate(EnvAfterCommit)
 	c.AfterPublish = rate(EnvAfterPublish)
+	c.AfterMembership = rate(EnvAfterMembership)
 	c.MarkerDir = get(EnvMarkerDir)
 	c.AppliedLog = get(EnvAppliedLog)
 	c.ProbeEndpoint = get(EnvProbeEndpoint)
-	if (c.AfterCommit > 0 || c.AfterPublish > 0) && c.MarkerDir == "" {
+	if (c.AfterCommit > 0 || c.AfterPublish > 0 || c.AfterMembership > 0) && c.MarkerDir == "" {
 		errs = append(errs, fmt.Errorf("%s: is required when a crash rate is set", EnvMarkerDir))
 	}
 	if c.AppliedLog != "" && c.ProbeEndpoint == "" {
@@ -82,6 +85,7 @@ func (c Config) Env() []string {
 		EnvSeed + "=" + strconv.FormatUint(c.Seed, 10),
 		EnvAfterCommit + "=" + strconv.FormatFloat(c.AfterCommit, 'g', -1, 64),
 		EnvAfterPublish + "=" + strconv.FormatFloat(c.AfterPublish, 'g', -1, 64),
+		EnvAfterMembership + "=" + strconv.FormatFloat(c.AfterMembership, 'g', -1, 64),
 	}
 	for _, kv := range [][2]string{{EnvMarkerDir, c.MarkerDir}, {EnvAppliedLog, c.AppliedLog}, {EnvProbeEndpoint, c.ProbeEndpoint}} {
 		if kv[1] != "" {
@@ -91,13 +95,14 @@ func (c Config) Env() []string {
 	return env
 }
 
+// Rates returns the rate of each crash point.
+func (c Config) Rates() map[Point]float64 {
+	return map[Point]float64{AfterCommit: c.AfterCommit, AfterPublish: c.AfterPublish, AfterMembership: c.AfterMembership}
+}
+
 // Plan returns the crash plan, remembering crashed sites in MarkerDir.
 func (c Config) Plan() *Plan {
-	return &Plan{
-		Seed:  c.Seed,
-		Rates: map[Point]float64{AfterCommit: c.AfterCommit, AfterPublish: c.AfterPublish},
-		Once:  DirOnce(c.MarkerDir),
-	}
+	return &Plan{Seed: c.Seed, Rates: c.Rates(), Once: DirOnce(c.MarkerDir)}
 }
 
 // Outcome of a recorded commit.
