@@ -641,27 +641,7 @@ func (p *Processor) publishOutboxEvents(ctx context.Context, events []Event, own
 	if len(events) == 0 {
 		return nil
 	}
-	err := p.Publisher.Publish(ctx, events)
-	unsent := make(map[string]bool)
-	var perr *PublishError
-	switch {
-	case err == nil:
-	case errors.As(err, &perr):
-		for _, f := range perr.Failed {
-			p.count(MetricPublishFailures, 1)
-			if f.Retryable {
-				unsent[f.Event.ID] = true
-				continue
-			}
-			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
-				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
-		}
-	default:
-		p.count(MetricPublishFailures, len(events))
-		for _, e := range events {
-			unsent[e.ID] = true
-		}
-	}
+	unsent, err := p.publishEvents(ctx, events)
 	blocked := make(map[SeriesKey]bool)
 	acked := make(map[SeriesKey]int64)
 	for _, e := range events {

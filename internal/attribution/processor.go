@@ -593,27 +593,7 @@ func (p *Processor) publish(ctx context.Context, identity string, touched []Seri
 	if len(events) == 0 {
 		return
 	}
-	err := p.Publisher.Publish(ctx, events)
-	unsent := make(map[string]bool) // event IDs to publish again
-	var perr *PublishError
-	switch {
-	case err == nil:
-	case errors.As(err, &perr):
-		for _, f := range perr.Failed {
-			p.count(MetricPublishFailures, 1)
-			if f.Retryable {
-				unsent[f.Event.ID] = true
-				continue
-			}
-			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
-				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
-		}
-	default:
-		p.count(MetricPublishFailures, len(events))
-		for _, e := range events {
-			unsent[e.ID] = true
-		}
-	}
+	unsent, err := p.publishEvents(ctx, events) // event IDs to publish again
 	for id := range unsent {
 		for _, it := range owners[id] {
 			if errs[it.index] == nil {
@@ -700,4 +680,32 @@ func (p *Processor) logger() *slog.Logger {
 		return p.Logger
 	}
 	return slog.Default()
+}
+
+// publishEvents sends events to the bus and returns the IDs of those to
+// publish again, with the bus's error; an event the bus rejects for good is
+// logged and dropped.
+func (p *Processor) publishEvents(ctx context.Context, events []Event) (map[string]bool, error) {
+	err := p.Publisher.Publish(ctx, events)
+	unsent := make(map[string]bool)
+	var perr *PublishError
+	switch {
+	case err == nil:
+	case errors.As(err, &perr):
+		for _, f := range perr.Failed {
+			p.count(MetricPublishFailures, 1)
+			if f.Retryable {
+				unsent[f.Event.ID] = true
+				continue
+			}
+			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
+				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
+		}
+	default:
+		p.count(MetricPublishFailures, len(events))
+		for _, e := range events {
+			unsent[e.ID] = true
+		}
+	}
+	return unsent, err
 }

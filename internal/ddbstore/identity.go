@@ -68,16 +68,9 @@ func (s *Store) LoadIdentitySeries(ctx context.Context, identity string) (map[st
 		if prim == identityItem {
 			continue
 		}
-		rec := &attribution.SeriesRecord{}
-		if err := decodeRecord(item, rec); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
-		}
-		rec.Key = attribution.SeriesKey{IdentityUUID: identity, Primitive: prim}
-		if rec.Version, err = intAttr(item, attrVersion); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
-		}
-		if rec.Published, err = intAttr(item, attrPublished); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		rec, err := seriesRecord(item, identity, prim)
+		if err != nil {
+			return nil, err
 		}
 		out[prim] = rec
 	}

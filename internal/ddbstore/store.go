@@ -154,20 +154,29 @@ func (s *Store) LoadSeries(ctx context.Context, identity string, primitives []st
 		if !want[prim] {
 			continue
 		}
-		rec := &attribution.SeriesRecord{}
-		if err := decodeRecord(item, rec); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
-		}
-		rec.Key = attribution.SeriesKey{IdentityUUID: identity, Primitive: prim}
-		if rec.Version, err = intAttr(item, attrVersion); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
-		}
-		if rec.Published, err = intAttr(item, attrPublished); err != nil {
-			return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+		rec, err := seriesRecord(item, identity, prim)
+		if err != nil {
+			return nil, err
 		}
 		out[prim] = rec
 	}
 	return out, nil
+}
+
+// seriesRecord decodes a stored series record with its version and the
+// acknowledged position of its outbox.
+func seriesRecord(item map[string]types.AttributeValue, identity, prim string) (*attribution.SeriesRecord, error) {
+	rec := &attribution.SeriesRecord{Key: attribution.SeriesKey{IdentityUUID: identity, Primitive: prim}}
+	var err error
+	if err = decodeRecord(item, rec); err == nil {
+		if rec.Version, err = intAttr(item, attrVersion); err == nil {
+			rec.Published, err = intAttr(item, attrPublished)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("series %s|%s: %w", identity, prim, err)
+	}
+	return rec, nil
 }
 
 func (s *Store) queryRange(ctx context.Context, identity string, want map[string]bool, consistent bool) ([]map[string]types.AttributeValue, error) {
