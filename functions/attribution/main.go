@@ -5,36 +5,24 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
-	"decnet-attribution/internal/config"
 	"decnet-attribution/internal/wiring"
 )
 
 func main() {
 	logger := lambdacontext.NewLogger()
-	cfg, err := config.FromEnv(os.LookupEnv)
+	cfg, awsCfg, err := wiring.Environment(context.Background())
 	if err != nil {
-		logger.Error("invalid configuration", "error", err.Error())
+		logger.Error("cannot start", "error", err.Error())
 		os.Exit(1)
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	handler, err := wiring.New(cfg, awsCfg, wiring.LambdaOptions(logger))
 	if err != nil {
-		logger.Error("load AWS configuration", "error", err.Error())
-		os.Exit(1)
-	}
-	handler, err := wiring.New(cfg, awsCfg, wiring.Options{
-		Logger:       logger,
-		MetricsOut:   os.Stdout,
-		FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		logger.Error("cannot start", "error", err.Error())
 		os.Exit(1)
 	}
 	lambda.Start(handler.Handle)

@@ -1,6 +1,7 @@
 // Command crashfn is the attribution function with crash points, for chaos
 // runs under the Lambda Runtime Interface Emulator. It wires the function
-// exactly as functions/attribution does, through wiring.New, and wraps
+// exactly as functions/attribution does (wiring.Environment,
+// wiring.LambdaOptions, wiring.New), and wraps
 // its store and its publisher with internal/testrig/chaos/crash: at the sites the
 // crash plan chooses
 // (CHAOS_CRASH_* variables, see crash.ConfigFromEnv) the process exits, a
@@ -24,11 +25,9 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"decnet-attribution/internal/attribution"
-	"decnet-attribution/internal/config"
 	"decnet-attribution/internal/ddbstore"
 	"decnet-attribution/internal/testrig/chaos/crash"
 	"decnet-attribution/internal/wiring"
@@ -36,19 +35,14 @@ import (
 
 func main() {
 	logger := lambdacontext.NewLogger()
-	cfg, err := config.FromEnv(os.LookupEnv)
+	cfg, awsCfg, err := wiring.Environment(context.Background())
 	if err != nil {
-		logger.Error("invalid configuration", "error", err.Error())
+		logger.Error("cannot start", "error", err.Error())
 		os.Exit(1)
 	}
 	plan, err := crash.ConfigFromEnv(os.LookupEnv)
 	if err != nil {
 		logger.Error("invalid crash configuration", "error", err.Error())
-		os.Exit(1)
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
-	if err != nil {
-		logger.Error("load AWS configuration", "error", err.Error())
 		os.Exit(1)
 	}
 	var retries atomic.Int64
@@ -73,21 +67,18 @@ func main() {
 		return nil
 	}
 	crashPlan := plan.Plan()
-	handler, err := wiring.New(cfg, awsCfg, wiring.Options{
-		Logger:       logger,
-		MetricsOut:   os.Stdout,
-		FunctionName: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
-		WrapStore: func(s attribution.Store) attribution.Store {
-			st := &crash.Store{Store: s, Plan: crashPlan, Die: die, Probe: probe}
-			if recorder != nil {
-				st.Recorder = recorder
-			}
-			return st
-		},
-		WrapPublisher: func(p attribution.Publisher) attribution.Publisher {
-			return &crash.Publisher{Publisher: p, Plan: crashPlan, Die: die}
-		},
-	})
+	opts := wiring.LambdaOptions(logger)
+	opts.WrapStore = func(s attribution.Store) attribution.Store {
+		st := &crash.Store{Store: s, Plan: crashPlan, Die: die, Probe: probe}
+		if recorder != nil {
+			st.Recorder = recorder
+		}
+		return st
+	}
+	opts.WrapPublisher = func(p attribution.Publisher) attribution.Publisher {
+		return &crash.Publisher{Publisher: p, Plan: crashPlan, Die: die}
+	}
+	handler, err := wiring.New(cfg, awsCfg, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
