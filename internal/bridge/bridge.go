@@ -293,29 +293,27 @@ func (b *Bridge) accept(ev decnetbus.Event) {
 }
 
 func (b *Bridge) syncLoop(ctx context.Context) {
-	t := time.NewTicker(b.cfg.SyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := b.spool.Sync(); err != nil {
-				b.log.Error("spool sync failed", "error", err)
-			}
+	every(ctx, b.cfg.SyncInterval, func() {
+		if err := b.spool.Sync(); err != nil {
+			b.log.Error("spool sync failed", "error", err)
 		}
-	}
+	})
 }
 
 func (b *Bridge) summaryLoop(ctx context.Context) {
-	t := time.NewTicker(b.cfg.SummaryInterval)
+	every(ctx, b.cfg.SummaryInterval, func() { b.summary("bridge summary") })
+}
+
+// every calls fn each interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			b.summary("bridge summary")
+			fn()
 		}
 	}
 }

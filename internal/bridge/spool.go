@@ -310,13 +310,7 @@ func (s *Spool) Append(data []byte) error {
 		}
 	}
 	if s.writeEnd.Off >= s.opts.SegmentBytes {
-		if err := s.syncLocked(); err != nil {
-			return err
-		}
-		if err := s.w.Close(); err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		if err := s.startSegment(s.writeEnd.Seg + 1); err != nil {
+		if err := s.rollLocked(); err != nil {
 			return err
 		}
 	}
@@ -338,6 +332,18 @@ func (s *Spool) Append(data []byte) error {
 	return nil
 }
 
+// rollLocked syncs and closes the segment being written and starts the
+// next one.
+func (s *Spool) rollLocked() error {
+	if err := s.syncLocked(); err != nil {
+		return err
+	}
+	if err := s.w.Close(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return s.startSegment(s.writeEnd.Seg + 1)
+}
+
 // dropOldestLocked discards the oldest segment, or, when only the segment
 // being written is left, starts a new one and discards that.
 func (s *Spool) dropOldestLocked() error {
@@ -345,13 +351,7 @@ func (s *Spool) dropOldestLocked() error {
 		if s.segs[0].entries == 0 {
 			return errors.New("spool: an event larger than the whole spool")
 		}
-		if err := s.syncLocked(); err != nil {
-			return err
-		}
-		if err := s.w.Close(); err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		if err := s.startSegment(s.writeEnd.Seg + 1); err != nil {
+		if err := s.rollLocked(); err != nil {
 			return err
 		}
 	}
