@@ -5,7 +5,8 @@
 //
 // Provisioning reads template.yaml itself ([LoadTemplate], [Provision]):
 // parameters take their defaults unless overridden, intrinsic functions in
-// short (!Ref, !GetAtt, !Sub, !If, ...) and long form are resolved, and the
+// short (!Ref, !GetAtt, !Sub, !If, ...) and long form are resolved by
+// goformation's processor, with this stack's references, and the
 // DynamoDB tables, SQS queues, EventBridge buses and rules are created with
 // the properties the template gives them. There is no second, hand-written
 // description of the stack to drift from the template.

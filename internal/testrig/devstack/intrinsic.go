@@ -1,43 +1,47 @@
 package devstack
 
 import (
-	"encoding/base64"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/awslabs/goformation/v7/intrinsics"
 )
 
-// noValue is what AWS::NoValue evaluates to: the enclosing property or list
-// element is dropped.
-type noValueType struct{}
+// noValue is what Ref AWS::NoValue resolves to while goformation processes
+// a value; the enclosing property or list element is then dropped.
+const noValue = "\x00AWS::NoValue"
 
-var noValue = noValueType{}
-
-// evaluator resolves intrinsic functions against parameter values, pseudo
-// parameters, mappings, conditions and the resources of one stack.
+// evaluator resolves intrinsic functions with goformation's processor.
+// goformation evaluates the conditions, Fn::If, Fn::And/Or/Not,
+// Fn::FindInMap, Fn::Join, Fn::Select, Fn::Split, Fn::Base64 and Fn::GetAZs
+// itself. What it cannot know, this stack's parameter values, pseudo
+// parameters and resources, comes from the overrides below: Ref, Fn::GetAtt
+// (it leaves both unresolved) and Fn::Sub (its own substitutes goformation's
+// fixed pseudo parameters and drops what it cannot resolve). Its handlers
+// answer nil for what they cannot resolve; the evaluator turns that into an
+// error. Two limits of goformation's handlers that template.yaml does not
+// meet: Fn::Join skips list items that are not strings, and Fn::Select
+// cannot index the result of Fn::Split.
 type evaluator struct {
 	tmpl       *Template
 	params     map[string]any // string, or []any for list-typed parameters
 	pseudo     map[string]any
-	conditions map[string]bool
-	evaluating map[string]bool // conditions being evaluated, to catch cycles
+	conditions map[string]any // condition name → bool
+	options    *intrinsics.ProcessorOptions
+	err        error // first failure of a handler during one eval
 
 	// ref and getAtt resolve references to resources.
 	ref    func(logicalID string) (string, error)
 	getAtt func(logicalID, attribute string) (string, error)
 }
 
-func newEvaluator(tmpl *Template, params map[string]string, pseudo map[string]any) (*evaluator, error) {
-	e := &evaluator{
-		tmpl:       tmpl,
-		params:     map[string]any{},
-		pseudo:     pseudo,
-		conditions: map[string]bool{},
-		evaluating: map[string]bool{},
-	}
+func newEvaluator(tmpl *Template, params map[string]string, pseudo map[string]any,
+	ref func(string) (string, error), getAtt func(string, string) (string, error)) (*evaluator, error) {
+	e := &evaluator{tmpl: tmpl, params: map[string]any{}, pseudo: pseudo, ref: ref, getAtt: getAtt}
 	for name := range params {
 		if _, ok := tmpl.Parameters[name]; !ok {
 			return nil, fmt.Errorf("parameter %s is not declared by the template", name)
@@ -61,36 +65,119 @@ func newEvaluator(tmpl *Template, params map[string]string, pseudo map[string]an
 			e.params[name] = value
 		}
 	}
+
+	// CloudFormation compares the text of parameter values, so "5" equals
+	// 5; goformation compares Go values.
+	equals := func(name string, in, tmpl any) any {
+		if args, ok := in.([]any); ok && len(args) == 2 {
+			in = []any{textOrSelf(args[0]), textOrSelf(args[1])}
+		}
+		return intrinsics.FnEquals(name, in, tmpl)
+	}
+	overrides := map[string]intrinsics.IntrinsicHandler{
+		"Ref":        e.handleRef,
+		"Fn::GetAtt": e.handleGetAtt,
+		"Fn::Sub":    e.handleSub,
+	}
+	for name, h := range map[string]intrinsics.IntrinsicHandler{
+		"Fn::If": intrinsics.FnIf, "Fn::And": intrinsics.FnAnd, "Fn::Or": intrinsics.FnOr, "Fn::Not": intrinsics.FnNot,
+		"Fn::FindInMap": intrinsics.FnFindInMap, "Fn::Join": intrinsics.FnJoin, "Fn::Select": intrinsics.FnSelect,
+		"Fn::Split": intrinsics.FnSplit, "Fn::Base64": intrinsics.FnBase64, "Fn::GetAZs": intrinsics.FnGetAZs,
+		"Fn::Equals": equals,
+	} {
+		overrides[name] = e.strict(h)
+	}
+	for _, name := range []string{"Fn::ImportValue", "Fn::Cidr", "Fn::Transform"} {
+		overrides[name] = func(name string, _, _ any) any {
+			e.fail(fmt.Errorf("intrinsic function %s is not supported locally", name))
+			return nil
+		}
+	}
+	e.options = &intrinsics.ProcessorOptions{IntrinsicHandlerOverrides: overrides, EvaluateConditions: true}
+
+	// Conditions depend on parameters only: evaluate them all once.
+	e.conditions = tmpl.Conditions
+	evaluated, err := e.process(nil)
+	if err != nil {
+		return nil, fmt.Errorf("conditions: %w", err)
+	}
+	for name, v := range evaluated.Conditions {
+		if _, ok := v.(bool); !ok {
+			return nil, fmt.Errorf("condition %s does not evaluate to a boolean: %v", name, v)
+		}
+	}
+	e.conditions = evaluated.Conditions
 	return e, nil
+}
+
+type processed struct {
+	Conditions map[string]any
+	Value      any
+}
+
+// process runs goformation's processor over v, with the template's
+// mappings and conditions beside it.
+func (e *evaluator) process(v any) (out processed, err error) {
+	doc, err := json.Marshal(map[string]any{"Mappings": e.tmpl.Mappings, "Conditions": e.conditions, "Value": v})
+	if err != nil {
+		return out, err
+	}
+	outer := e.err // process runs again inside a handler (Ref of a resource)
+	e.err = nil
+	defer func() {
+		if r := recover(); r != nil { // goformation indexes arguments unchecked
+			err = fmt.Errorf("malformed intrinsic function: %v", r)
+		}
+		e.err = outer
+	}()
+	result, err := intrinsics.ProcessJSON(doc, e.options)
+	if err == nil {
+		err = e.err
+	}
+	if err != nil {
+		return out, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(result))
+	dec.UseNumber()
+	err = dec.Decode(&out)
+	return out, err
 }
 
 // eval resolves every intrinsic function in v. Map entries and list elements
 // that evaluate to AWS::NoValue are dropped; v itself may evaluate to noValue.
 func (e *evaluator) eval(v any) (any, error) {
+	out, err := e.process(v)
+	if err != nil {
+		return nil, err
+	}
+	return settle(out.Value)
+}
+
+// settle drops what AWS::NoValue chose and refuses the functions goformation
+// does not know, which it leaves in place as ordinary keys.
+func settle(v any) (any, error) {
 	switch x := v.(type) {
 	case map[string]any:
-		if len(x) == 1 {
-			for k, arg := range x {
-				if k == "Ref" || strings.HasPrefix(k, "Fn::") {
-					return e.call(k, arg)
-				}
+		for k := range x {
+			if len(x) == 1 && (k == "Ref" || strings.HasPrefix(k, "Fn::")) {
+				return nil, fmt.Errorf("intrinsic function %s is not supported locally", k)
 			}
 		}
-		out := make(map[string]any, len(x))
 		for k, val := range x {
-			r, err := e.eval(val)
+			r, err := settle(val)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
-			if r != noValue {
-				out[k] = r
+			if r == noValue {
+				delete(x, k)
+			} else {
+				x[k] = r
 			}
 		}
-		return out, nil
 	case []any:
-		out := make([]any, 0, len(x))
+		out := x[:0]
 		for i, val := range x {
-			r, err := e.eval(val)
+			r, err := settle(val)
 			if err != nil {
 				return nil, fmt.Errorf("[%d]: %w", i, err)
 			}
@@ -99,157 +186,68 @@ func (e *evaluator) eval(v any) (any, error) {
 			}
 		}
 		return out, nil
-	default:
-		return v, nil
+	}
+	return v, nil
+}
+
+// condition returns the value of the named entry of the Conditions section.
+func (e *evaluator) condition(name string) (bool, error) {
+	v, ok := e.conditions[name].(bool)
+	if !ok {
+		return false, fmt.Errorf("condition %s is not defined", name)
+	}
+	return v, nil
+}
+
+func (e *evaluator) fail(err error) {
+	if e.err == nil {
+		e.err = err
 	}
 }
 
-// evalString resolves v and requires a scalar, rendered as text.
-func (e *evaluator) evalString(v any) (string, error) {
-	r, err := e.eval(v)
+// strict turns goformation's nil answer into an error.
+func (e *evaluator) strict(h intrinsics.IntrinsicHandler) intrinsics.IntrinsicHandler {
+	return func(name string, in, tmpl any) any {
+		out := h(name, in, tmpl)
+		if out == nil {
+			e.fail(fmt.Errorf("%s: %s not found or malformed", name, argPath(in)))
+		}
+		return out
+	}
+}
+
+// argPath renders arguments as a/b/c, as a mapping lookup's path reads.
+func argPath(in any) string {
+	args, ok := in.([]any)
+	if !ok {
+		return fmt.Sprint(in)
+	}
+	parts := make([]string, len(args))
+	for i, a := range args {
+		parts[i] = fmt.Sprint(textOrSelf(a))
+	}
+	return strings.Join(parts, "/")
+}
+
+func textOrSelf(v any) any {
+	if s, err := scalarString(v); err == nil {
+		return s
+	}
+	return v
+}
+
+func (e *evaluator) handleRef(_ string, in, _ any) any {
+	name, ok := in.(string)
+	if !ok {
+		e.fail(fmt.Errorf("Ref %v: not a name", in))
+		return nil
+	}
+	v, err := e.lookupRef(name)
 	if err != nil {
-		return "", err
+		e.fail(err)
+		return nil
 	}
-	return scalarString(r)
-}
-
-func (e *evaluator) call(fn string, arg any) (any, error) {
-	switch fn {
-	case "Ref":
-		name, err := e.evalString(arg)
-		if err != nil {
-			return nil, fmt.Errorf("Ref: %w", err)
-		}
-		return e.lookupRef(name)
-	case "Fn::GetAtt":
-		args, err := e.evalList(arg, 2, fn)
-		if err != nil {
-			return nil, err
-		}
-		id, err1 := scalarString(args[0])
-		attr, err2 := scalarString(args[1])
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("%s: %w", fn, err)
-		}
-		return e.getAtt(id, attr)
-	case "Fn::Sub":
-		return e.sub(arg)
-	case "Fn::Join":
-		args, err := e.evalList(arg, 2, fn)
-		if err != nil {
-			return nil, err
-		}
-		delim, err := scalarString(args[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s delimiter: %w", fn, err)
-		}
-		items, ok := args[1].([]any)
-		if !ok {
-			return nil, fmt.Errorf("%s: second argument is not a list", fn)
-		}
-		parts := make([]string, len(items))
-		for i, it := range items {
-			if parts[i], err = scalarString(it); err != nil {
-				return nil, fmt.Errorf("%s[%d]: %w", fn, i, err)
-			}
-		}
-		return strings.Join(parts, delim), nil
-	case "Fn::Select":
-		args, err := e.evalList(arg, 2, fn)
-		if err != nil {
-			return nil, err
-		}
-		idxText, err := scalarString(args[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s index: %w", fn, err)
-		}
-		idx, err := strconv.Atoi(idxText)
-		items, ok := args[1].([]any)
-		if err != nil || !ok || idx < 0 || idx >= len(items) {
-			return nil, fmt.Errorf("%s: index %q out of range of %v", fn, idxText, args[1])
-		}
-		return items[idx], nil
-	case "Fn::Split":
-		args, err := e.evalList(arg, 2, fn)
-		if err != nil {
-			return nil, err
-		}
-		delim, err1 := scalarString(args[0])
-		s, err2 := scalarString(args[1])
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("%s: %w", fn, err)
-		}
-		var out []any
-		for _, p := range strings.Split(s, delim) {
-			out = append(out, p)
-		}
-		return out, nil
-	case "Fn::If":
-		raw, ok := arg.([]any)
-		if !ok || len(raw) != 3 {
-			return nil, fmt.Errorf("%s needs [condition, then, else]", fn)
-		}
-		name, ok := raw[0].(string)
-		if !ok {
-			return nil, fmt.Errorf("%s: condition name is not a string", fn)
-		}
-		cond, err := e.condition(name)
-		if err != nil {
-			return nil, err
-		}
-		if cond {
-			return e.eval(raw[1])
-		}
-		return e.eval(raw[2])
-	case "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or":
-		return e.condValue(map[string]any{fn: arg})
-	case "Fn::FindInMap":
-		return e.findInMap(arg)
-	case "Fn::Base64":
-		s, err := e.evalString(arg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn, err)
-		}
-		return base64.StdEncoding.EncodeToString([]byte(s)), nil
-	case "Fn::GetAZs":
-		region, _ := e.pseudo["AWS::Region"].(string)
-		return []any{region + "a", region + "b", region + "c"}, nil
-	case "Fn::Length":
-		r, err := e.eval(arg)
-		if err != nil {
-			return nil, err
-		}
-		items, ok := r.([]any)
-		if !ok {
-			return nil, fmt.Errorf("%s: argument is not a list", fn)
-		}
-		return json.Number(strconv.Itoa(len(items))), nil
-	case "Fn::ToJsonString":
-		r, err := e.eval(arg)
-		if err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", fn, err)
-		}
-		return string(b), nil
-	default:
-		return nil, fmt.Errorf("intrinsic function %s is not supported locally", fn)
-	}
-}
-
-// evalList resolves arg and requires a list of n elements.
-func (e *evaluator) evalList(arg any, n int, fn string) ([]any, error) {
-	r, err := e.eval(arg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", fn, err)
-	}
-	list, ok := r.([]any)
-	if !ok || len(list) != n {
-		return nil, fmt.Errorf("%s needs a list of %d arguments, got %v", fn, n, r)
-	}
-	return list, nil
+	return v
 }
 
 func (e *evaluator) lookupRef(name string) (any, error) {
@@ -268,36 +266,54 @@ func (e *evaluator) lookupRef(name string) (any, error) {
 	return nil, fmt.Errorf("Ref %s: no such parameter, pseudo parameter or resource", name)
 }
 
-// sub implements Fn::Sub in its string and [string, variables] forms.
-func (e *evaluator) sub(arg any) (any, error) {
-	var text string
-	vars := map[string]any{}
-	switch a := arg.(type) {
+// handleGetAtt takes both forms goformation leaves: [Resource, Attribute]
+// and the short form's "Resource.Attribute".
+func (e *evaluator) handleGetAtt(_ string, in, _ any) any {
+	var id, attr string
+	switch x := in.(type) {
 	case string:
-		text = a
+		id, attr, _ = strings.Cut(x, ".")
 	case []any:
-		if len(a) != 2 {
-			return nil, errors.New("Fn::Sub needs a string or [string, variables]")
+		if len(x) == 2 {
+			id, _ = x[0].(string)
+			attr, _ = x[1].(string)
 		}
-		var ok bool
-		if text, ok = a[0].(string); !ok {
-			return nil, errors.New("Fn::Sub: template is not a string")
-		}
-		m, ok := a[1].(map[string]any)
-		if !ok {
-			return nil, errors.New("Fn::Sub: variables are not a mapping")
-		}
-		for k, v := range m {
-			r, err := e.evalString(v)
-			if err != nil {
-				return nil, fmt.Errorf("Fn::Sub variable %s: %w", k, err)
-			}
-			vars[k] = r
-		}
-	default:
-		return nil, errors.New("Fn::Sub needs a string or [string, variables]")
 	}
+	if id == "" || attr == "" {
+		e.fail(fmt.Errorf("Fn::GetAtt %v is not Resource.Attribute", in))
+		return nil
+	}
+	v, err := e.getAtt(id, attr)
+	if err != nil {
+		e.fail(err)
+		return nil
+	}
+	return v
+}
 
+// handleSub implements Fn::Sub in its string and [string, variables] forms
+// (goformation has already resolved the variables).
+func (e *evaluator) handleSub(_ string, in, _ any) any {
+	s, err := e.sub(in)
+	if err != nil {
+		e.fail(err)
+		return nil
+	}
+	return s
+}
+
+func (e *evaluator) sub(in any) (string, error) {
+	text, ok := in.(string)
+	vars := map[string]any{}
+	if list, isList := in.([]any); isList && len(list) == 2 {
+		text, ok = list[0].(string)
+		m, isMap := list[1].(map[string]any)
+		ok = ok && isMap
+		vars = m
+	}
+	if !ok {
+		return "", errors.New("Fn::Sub needs a string or [string, variables]")
+	}
 	var b strings.Builder
 	for {
 		start := strings.Index(text, "${")
@@ -307,7 +323,7 @@ func (e *evaluator) sub(arg any) (any, error) {
 		}
 		end := strings.Index(text[start:], "}")
 		if end < 0 {
-			return nil, fmt.Errorf("Fn::Sub: unterminated ${ in %q", text)
+			return "", fmt.Errorf("Fn::Sub: unterminated ${ in %q", text)
 		}
 		end += start
 		b.WriteString(text[:start])
@@ -328,142 +344,15 @@ func (e *evaluator) sub(arg any) (any, error) {
 		} else {
 			v, err = e.lookupRef(name)
 		}
+		if err == nil {
+			var s string
+			s, err = scalarString(v)
+			b.WriteString(s)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("Fn::Sub ${%s}: %w", name, err)
-		}
-		s, err := scalarString(v)
-		if err != nil {
-			return nil, fmt.Errorf("Fn::Sub ${%s}: %w", name, err)
-		}
-		b.WriteString(s)
-	}
-}
-
-func (e *evaluator) findInMap(arg any) (any, error) {
-	raw, ok := arg.([]any)
-	if !ok || (len(raw) != 3 && len(raw) != 4) {
-		return nil, errors.New("Fn::FindInMap needs [map, top-level key, second-level key]")
-	}
-	keys := make([]string, 3)
-	for i := range keys {
-		k, err := e.evalString(raw[i])
-		if err != nil {
-			return nil, fmt.Errorf("Fn::FindInMap key %d: %w", i, err)
-		}
-		keys[i] = k
-	}
-	if m, ok := e.tmpl.Mappings[keys[0]].(map[string]any); ok {
-		if second, ok := m[keys[1]].(map[string]any); ok {
-			if v, ok := second[keys[2]]; ok {
-				return e.eval(v)
-			}
+			return "", fmt.Errorf("Fn::Sub ${%s}: %w", name, err)
 		}
 	}
-	if len(raw) == 4 { // {DefaultValue: x}, from AWS::LanguageExtensions
-		if d, ok := raw[3].(map[string]any); ok {
-			if v, ok := d["DefaultValue"]; ok {
-				return e.eval(v)
-			}
-		}
-	}
-	return nil, fmt.Errorf("Fn::FindInMap: %s/%s/%s not found", keys[0], keys[1], keys[2])
-}
-
-// condition evaluates the named entry of the Conditions section.
-func (e *evaluator) condition(name string) (bool, error) {
-	if v, ok := e.conditions[name]; ok {
-		return v, nil
-	}
-	def, ok := e.tmpl.Conditions[name]
-	if !ok {
-		return false, fmt.Errorf("condition %s is not defined", name)
-	}
-	if e.evaluating[name] {
-		return false, fmt.Errorf("condition %s refers to itself", name)
-	}
-	e.evaluating[name] = true
-	defer delete(e.evaluating, name)
-	v, err := e.condValue(def)
-	if err != nil {
-		return false, fmt.Errorf("condition %s: %w", name, err)
-	}
-	e.conditions[name] = v
-	return v, nil
-}
-
-// condValue evaluates a condition expression: Fn::Equals, Fn::Not, Fn::And,
-// Fn::Or, {"Condition": name} or a literal boolean.
-func (e *evaluator) condValue(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		return strconv.ParseBool(x)
-	case map[string]any:
-		if len(x) != 1 {
-			break
-		}
-		for fn, arg := range x {
-			switch fn {
-			case "Condition":
-				name, ok := arg.(string)
-				if !ok {
-					return false, errors.New("Condition: name is not a string")
-				}
-				return e.condition(name)
-			case "Fn::Equals":
-				args, err := e.evalList(arg, 2, fn)
-				if err != nil {
-					return false, err
-				}
-				a, err1 := json.Marshal(normaliseScalar(args[0]))
-				b, err2 := json.Marshal(normaliseScalar(args[1]))
-				if err := errors.Join(err1, err2); err != nil {
-					return false, fmt.Errorf("%s: %w", fn, err)
-				}
-				return string(a) == string(b), nil
-			case "Fn::Not":
-				list, ok := arg.([]any)
-				if !ok || len(list) != 1 {
-					return false, errors.New("Fn::Not needs a list of one condition")
-				}
-				c, err := e.condValue(list[0])
-				return !c, err
-			case "Fn::And", "Fn::Or":
-				list, ok := arg.([]any)
-				if !ok || len(list) < 2 {
-					return false, fmt.Errorf("%s needs a list of conditions", fn)
-				}
-				and := fn == "Fn::And"
-				for _, item := range list {
-					c, err := e.condValue(item)
-					if err != nil {
-						return false, err
-					}
-					if c != and {
-						return c, nil
-					}
-				}
-				return and, nil
-			default:
-				r, err := e.eval(x)
-				if err != nil {
-					return false, err
-				}
-				return e.condValue(r)
-			}
-		}
-	}
-	return false, fmt.Errorf("%v is not a condition", v)
-}
-
-// normaliseScalar makes "5" and 5 compare equal in Fn::Equals, as
-// CloudFormation compares parameter values (always strings) with literals.
-func normaliseScalar(v any) any {
-	if s, err := scalarString(v); err == nil {
-		return s
-	}
-	return v
 }
 
 // sortedKeys returns the keys of m in order.

@@ -28,9 +28,9 @@ Mappings:
     "30": {Seconds: 180}
 Conditions:
   IsProd: !Equals [!Ref Env, prod]
-  NotProd: !Not [!Condition IsProd]
+  NotProd: !Not [{Condition: IsProd}]
   HasPrincipals: !Not [!Equals [!Join ["", !Ref Principals], ""]]
-  Both: !And [!Condition NotProd, !Equals [!Ref Size, 30]]
+  Both: !And [{Condition: NotProd}, !Equals [!Ref Size, 30]]
   Either: {"Fn::Or": [{"Condition": "IsProd"}, {"Fn::Equals": ["a", "a"]}]}
 Resources:
   Bucket:
@@ -46,14 +46,15 @@ func mustEvaluator(tb testing.TB, params map[string]string) *evaluator {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e, err := newEvaluator(tmpl, params, map[string]any{"AWS::Region": "us-east-1", "AWS::StackName": "st"})
+	e, err := newEvaluator(tmpl, params, map[string]any{"AWS::Region": "us-east-1", "AWS::StackName": "st"}, stubRef, stubGetAtt)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.ref = func(id string) (string, error) { return "ref-of-" + id, nil }
-	e.getAtt = func(id, attr string) (string, error) { return id + "/" + attr, nil }
 	return e
 }
+
+func stubRef(id string) (string, error)          { return "ref-of-" + id, nil }
+func stubGetAtt(id, attr string) (string, error) { return id + "/" + attr, nil }
 
 // mustExpr parses one YAML value the way template values are parsed.
 func mustExpr(tb testing.TB, src string) any {
@@ -73,7 +74,7 @@ func TestEval(t *testing.T) {
 	}{
 		{"ref parameter", "!Ref Env", "dev"},
 		{"ref number parameter is text", "!Ref Size", "30"},
-		{"number keeps its literal", "1.0", json.Number("1.0")},
+		{"number", "345600", json.Number("345600")},
 		{"ref number default keeps its literal", "!Ref Ratio", "1.0"},
 		{"ref pseudo parameter", "!Ref AWS::Region", "us-east-1"},
 		{"ref resource", "!Ref Bucket", "ref-of-Bucket"},
@@ -84,8 +85,10 @@ func TestEval(t *testing.T) {
 		{"sub", "!Sub ${AWS::StackName}-${Env}-${Bucket}-${Bucket.Arn}", "st-dev-ref-of-Bucket-Bucket/Arn"},
 		{"sub literal", "!Sub 'a-${!Literal}'", "a-${Literal}"},
 		{"sub with variables", "!Sub ['${A}-${Env}', {A: !Ref Size}]", "30-dev"},
-		{"join", "!Join [':', [a, !Ref Env, 3]]", "a:dev:3"},
-		{"select split", "!Select [1, !Split [',', 'x,y,z']]", "y"},
+		{"join", "!Join [':', [a, !Ref Env]]", "a:dev"},
+		{"join list parameter", "!Join ['', !Ref Principals]", ""},
+		{"select", "!Select [1, [x, y, z]]", "y"},
+		{"split", "!Split [',', 'x,y,z']", []any{"x", "y", "z"}},
 		{"if false branch", "!If [IsProd, big, small]", "small"},
 		{"find in map by parameter", "!FindInMap [Sizes, !Ref Size, Seconds]", json.Number("180")},
 		{"base64", "!Base64 hi", "aGk="},
@@ -147,10 +150,12 @@ func TestEvalErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown ref", "!Ref Nope", "no such parameter"},
-		{"unknown condition", "!If [Nope, a, b]", "condition Nope is not defined"},
+		{"unknown condition", "!If [Nope, a, b]", "Fn::If: Nope/a/b not found"},
 		{"missing mapping key", "!FindInMap [Sizes, '45', Seconds]", "Sizes/45/Seconds not found"},
-		{"select out of range", "!Select [5, [a]]", "out of range"},
+		{"select out of range", "!Select [5, [a]]", "Fn::Select: 5/[a] not found"},
 		{"unsupported function", "!ImportValue x", "not supported locally"},
+		{"function goformation does not know", `{"Fn::Length": [a]}`, "Fn::Length is not supported locally"},
+		{"getatt without attribute", "!GetAtt Nope", "is not Resource.Attribute"},
 		{"unterminated sub", "!Sub 'a-${Env'", "unterminated"},
 	}
 	for _, tt := range tests {
@@ -169,10 +174,10 @@ func TestParameters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newEvaluator(tmpl, nil, nil); err == nil || !strings.Contains(err.Error(), "Required has no default") {
+	if _, err := newEvaluator(tmpl, nil, nil, stubRef, stubGetAtt); err == nil || !strings.Contains(err.Error(), "Required has no default") {
 		t.Errorf("missing required parameter: error = %v", err)
 	}
-	if _, err := newEvaluator(tmpl, map[string]string{"Required": "r", "Typo": "x"}, nil); err == nil || !strings.Contains(err.Error(), "Typo is not declared") {
+	if _, err := newEvaluator(tmpl, map[string]string{"Required": "r", "Typo": "x"}, nil, stubRef, stubGetAtt); err == nil || !strings.Contains(err.Error(), "Typo is not declared") {
 		t.Errorf("undeclared parameter: error = %v", err)
 	}
 }
@@ -186,7 +191,7 @@ func TestParseTemplateRejects(t *testing.T) {
 		{"not yaml", "Resources: [", "did not find"},
 		{"no resources", "Parameters: {}", "no Resources"},
 		{"resource without type", "Resources:\n  A: {Properties: {}}", "has no Type"},
-		{"getatt without attribute", "Resources:\n  A: {Type: T, Properties: {V: !GetAtt Nope}}", "is not Resource.Attribute"},
+		{"short form goformation drops", "Resources:\n  A: {Type: T, Properties: {V: !Condition C}}", "!Condition is not supported locally"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,5 +200,16 @@ func TestParseTemplateRejects(t *testing.T) {
 				t.Errorf("ParseTemplate error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Rules are CloudFormation's to check: their short forms are left alone.
+func TestParseTemplateLeavesRules(t *testing.T) {
+	tmpl, err := ParseTemplate([]byte("Rules:\n  R:\n    Assertions:\n      - Assert: !Contains [[a], a]\nResources:\n  A: {Type: T}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tmpl.ResourceIDs("T"); len(got) != 1 || got[0] != "A" {
+		t.Errorf("resources of type T = %v, want [A]", got)
 	}
 }

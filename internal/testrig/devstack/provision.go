@@ -115,16 +115,11 @@ func Provision(ctx context.Context, clients Clients, tmpl *Template, opts Option
 		"AWS::URLSuffix":        "amazonaws.com",
 		"AWS::NotificationARNs": []any{},
 	}
-	ev, err := newEvaluator(tmpl, opts.Parameters, pseudo)
-	if err != nil {
-		return nil, err
-	}
 	p := &provisioner{
 		ctx:     ctx,
 		clients: clients,
 		tmpl:    tmpl,
 		opts:    opts,
-		eval:    ev,
 		state:   map[string]int{},
 		stack: &Stack{
 			Name:      opts.StackName,
@@ -134,11 +129,14 @@ func Provision(ctx context.Context, clients Clients, tmpl *Template, opts Option
 			Resources: map[string]Resource{},
 		},
 	}
-	ev.ref = func(id string) (string, error) {
+	ref := func(id string) (string, error) {
 		r, err := p.ensure(id)
 		return r.Ref, err
 	}
-	ev.getAtt = p.getAtt
+	var err error
+	if p.eval, err = newEvaluator(tmpl, opts.Parameters, pseudo, ref, p.getAtt); err != nil {
+		return nil, err
+	}
 
 	alerts, err := p.createQueue("LocalAlertsQueue", p.name("local-alerts", "", 80), nil)
 	if err != nil {

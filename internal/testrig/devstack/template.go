@@ -1,25 +1,24 @@
 package devstack
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/awslabs/goformation/v7/intrinsics"
 	"gopkg.in/yaml.v3"
 )
 
 // Template is a parsed CloudFormation (or SAM) template.
 //
 // Values are plain Go data: map[string]any, []any, string, bool, nil and
-// json.Number (which keeps a number's literal text, so an environment
-// variable declared as 1.0 stays "1.0"). Intrinsic functions, in both their
-// long (Fn::Join) and short (!Join) YAML forms, are single-key maps named
-// "Ref", "Fn::<Name>" or, for !Condition, "Condition".
+// json.Number. Intrinsic functions are in their long form: single-key maps
+// named "Ref", "Fn::<Name>" or "Condition".
 type Template struct {
 	Parameters map[string]Parameter
 	Mappings   map[string]any
@@ -56,67 +55,55 @@ func LoadTemplate(path string) (*Template, error) {
 	return tmpl, nil
 }
 
-// ParseTemplate parses a CloudFormation template written in YAML (JSON is a
-// subset of YAML, so JSON templates parse too).
+// ParseTemplate parses a CloudFormation template written in YAML or JSON.
+// goformation reads it and turns the short-form tags (!Ref, !Sub, ...)
+// into their long form.
 func ParseTemplate(data []byte) (*Template, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return nil, errors.New("template is empty")
-	}
-	root, err := convertNode(doc.Content[0])
+	defaults, err := readYAMLText(data)
 	if err != nil {
 		return nil, err
 	}
-	top, ok := root.(map[string]any)
-	if !ok {
-		return nil, errors.New("template is not a mapping")
+	longForm, err := intrinsics.ProcessYAML(data, &intrinsics.ProcessorOptions{NoProcess: true})
+	if err != nil {
+		return nil, err
 	}
-
-	tmpl := &Template{
-		Parameters: map[string]Parameter{},
-		Mappings:   mapOrEmpty(top["Mappings"]),
-		Conditions: mapOrEmpty(top["Conditions"]),
-		Globals:    mapOrEmpty(top["Globals"]),
-		Resources:  map[string]ResourceDef{},
-	}
-	for name, raw := range mapOrEmpty(top["Parameters"]) {
-		def, ok := raw.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("parameter %s is not a mapping", name)
+	var doc struct {
+		Parameters map[string]struct{ Type string }
+		Mappings   map[string]any
+		Conditions map[string]any
+		Globals    map[string]any
+		Resources  map[string]struct {
+			Type       string
+			Condition  string
+			DependsOn  any
+			Properties map[string]any
+			Metadata   map[string]any
 		}
-		p := Parameter{Type: fmt.Sprint(def["Type"])}
-		if d, ok := def["Default"]; ok {
-			s, err := scalarString(d)
-			if err != nil {
-				return nil, fmt.Errorf("parameter %s default: %w", name, err)
-			}
-			p.Default = &s
-		}
-		tmpl.Parameters[name] = p
 	}
-	resources, ok := top["Resources"].(map[string]any)
-	if !ok || len(resources) == 0 {
+	dec := json.NewDecoder(bytes.NewReader(longForm))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	if len(doc.Resources) == 0 {
 		return nil, errors.New("template has no Resources")
 	}
-	for id, raw := range resources {
-		def, ok := raw.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("resource %s is not a mapping", id)
-		}
-		r := ResourceDef{
-			Properties: mapOrEmpty(def["Properties"]),
-			Metadata:   mapOrEmpty(def["Metadata"]),
-		}
-		if r.Type, ok = def["Type"].(string); !ok {
+	tmpl := &Template{
+		Parameters: map[string]Parameter{},
+		Mappings:   orEmpty(doc.Mappings),
+		Conditions: orEmpty(doc.Conditions),
+		Globals:    orEmpty(doc.Globals),
+		Resources:  map[string]ResourceDef{},
+	}
+	for name, p := range doc.Parameters {
+		tmpl.Parameters[name] = Parameter{Type: p.Type, Default: defaults[name]}
+	}
+	for id, def := range doc.Resources {
+		if def.Type == "" {
 			return nil, fmt.Errorf("resource %s has no Type", id)
 		}
-		if c, ok := def["Condition"].(string); ok {
-			r.Condition = c
-		}
-		switch d := def["DependsOn"].(type) {
+		r := ResourceDef{Type: def.Type, Condition: def.Condition, Properties: orEmpty(def.Properties), Metadata: orEmpty(def.Metadata)}
+		switch d := def.DependsOn.(type) {
 		case string:
 			r.DependsOn = []string{d}
 		case []any:
@@ -127,6 +114,67 @@ func ParseTemplate(data []byte) (*Template, error) {
 		tmpl.Resources[id] = r
 	}
 	return tmpl, nil
+}
+
+// goformationTags are the short-form tags goformation's reader turns into
+// intrinsic functions.
+var goformationTags = map[string]bool{
+	"!Ref": true, "!GetAtt": true, "!Base64": true, "!FindInMap": true, "!GetAZs": true,
+	"!ImportValue": true, "!Join": true, "!Select": true, "!Split": true, "!Sub": true,
+	"!Equals": true, "!Cidr": true, "!And": true, "!If": true, "!Not": true, "!Or": true,
+}
+
+// readYAMLText covers two gaps of goformation's reader, from the YAML
+// itself. It reads every number as a float64, so a parameter default
+// written 1.0 would reach the function as "1" where CloudFormation passes
+// the text as written: readYAMLText returns the defaults as written. And it
+// drops the short-form tags it does not know (!Condition, !Contains, ...),
+// leaving their arguments in place of the function: readYAMLText refuses
+// them, except under Rules, which CloudFormation checks and Provision does
+// not read.
+func readYAMLText(data []byte) (map[string]*string, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, errors.New("template is not a mapping")
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "Rules" {
+			if err := refuseUnknownTags(top.Content[i+1]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var params struct {
+		Parameters map[string]struct {
+			Default yaml.Node `yaml:"Default"`
+		} `yaml:"Parameters"`
+	}
+	if err := top.Decode(&params); err != nil {
+		return nil, fmt.Errorf("parameters: %w", err)
+	}
+	defaults := map[string]*string{}
+	for name, p := range params.Parameters {
+		if p.Default.Kind == yaml.ScalarNode {
+			defaults[name] = &p.Default.Value
+		}
+	}
+	return defaults, nil
+}
+
+func refuseUnknownTags(n *yaml.Node) error {
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") && !goformationTags[n.Tag] {
+		return fmt.Errorf("line %d: the short form %s is not supported locally; write it in long form", n.Line, n.Tag)
+	}
+	for _, c := range n.Content {
+		if err := refuseUnknownTags(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ResourceIDs returns the logical IDs of the resources of type typ, sorted.
@@ -141,115 +189,16 @@ func (t *Template) ResourceIDs(typ string) []string {
 	return ids
 }
 
-// convertNode turns a YAML node into plain Go data, rewriting short-form
-// intrinsic tags (!Ref, !GetAtt, !Sub, ...) into their long-form maps.
-func convertNode(n *yaml.Node) (any, error) {
-	if n.Kind == yaml.AliasNode {
-		return convertNode(n.Alias)
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
 	}
-	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
-		return convertIntrinsic(n)
-	}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		return convertScalar(n)
-	case yaml.SequenceNode:
-		out := make([]any, 0, len(n.Content))
-		for _, c := range n.Content {
-			v, err := convertNode(c)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	case yaml.MappingNode:
-		out := make(map[string]any, len(n.Content)/2)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Tag == "!!merge" {
-				return nil, fmt.Errorf("line %d: YAML merge keys are not supported in templates", k.Line)
-			}
-			val, err := convertNode(v)
-			if err != nil {
-				return nil, err
-			}
-			out[k.Value] = val
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("line %d: unexpected YAML node kind %d", n.Line, n.Kind)
-	}
-}
-
-// convertIntrinsic rewrites a node tagged !Name into {"Fn::Name": content}
-// ({"Ref": ...} and {"Condition": ...} for !Ref and !Condition). !GetAtt's
-// scalar form "Resource.Attribute" becomes the list form.
-func convertIntrinsic(n *yaml.Node) (any, error) {
-	name := strings.TrimPrefix(n.Tag, "!")
-	key := "Fn::" + name
-	if name == "Ref" || name == "Condition" {
-		key = name
-	}
-	var content any
-	if n.Kind == yaml.ScalarNode {
-		content = n.Value // the content of a tagged scalar is always text
-	} else {
-		untagged := *n
-		untagged.Tag = ""
-		v, err := convertNode(&untagged)
-		if err != nil {
-			return nil, err
-		}
-		content = v
-	}
-	if name == "GetAtt" {
-		if s, ok := content.(string); ok {
-			res, attr, found := strings.Cut(s, ".")
-			if !found {
-				return nil, fmt.Errorf("line %d: !GetAtt %q is not Resource.Attribute", n.Line, s)
-			}
-			content = []any{res, attr}
-		}
-	}
-	return map[string]any{key: content}, nil
-}
-
-func convertScalar(n *yaml.Node) (any, error) {
-	switch n.ShortTag() {
-	case "!!str", "!!binary", "!!timestamp":
-		return n.Value, nil
-	case "!!null":
-		return nil, nil
-	case "!!bool":
-		var b bool
-		if err := n.Decode(&b); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n.Line, err)
-		}
-		return b, nil
-	case "!!int", "!!float":
-		if json.Valid([]byte(n.Value)) {
-			return json.Number(n.Value), nil
-		}
-		// YAML spellings JSON lacks (0x1F, 1_000, .5, +1): normalise.
-		var f float64
-		if err := n.Decode(&f); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n.Line, err)
-		}
-		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, fmt.Errorf("line %d: number %s has no JSON form", n.Line, n.Value)
-		}
-		return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), nil
-	default:
-		return n.Value, nil
-	}
+	return m
 }
 
 func mapOrEmpty(v any) map[string]any {
-	if m, ok := v.(map[string]any); ok {
-		return m
-	}
-	return map[string]any{}
+	m, _ := v.(map[string]any)
+	return orEmpty(m)
 }
 
 // scalarString renders a resolved scalar the way CloudFormation passes it to
@@ -260,6 +209,8 @@ func scalarString(v any) (string, error) {
 		return x, nil
 	case json.Number:
 		return x.String(), nil
+	case float64: // as goformation's handlers see numbers
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case bool:
 		return strconv.FormatBool(x), nil
 	case nil:
