@@ -51,7 +51,10 @@ func TestTemplateLint(t *testing.T) {
 
 // mustLoadTemplate parses template.yaml into plain maps, lists and scalars,
 // turning CloudFormation short-form tags (!Ref, !GetAtt, !If, ...) into their
-// long form ({"Ref": ...}, {"Fn::GetAtt": ...}).
+// long form ({"Ref": ...}, {"Fn::GetAtt": ...}). It is not goformation's
+// reader (which devstack uses): that one drops !Contains, the function of
+// every rule, and reads YAML numbers as floats where these checks compare
+// the values as written.
 func mustLoadTemplate(tb testing.TB) map[string]any {
 	tb.Helper()
 	data, err := os.ReadFile(filepath.Join(mustRepoRoot(tb), "template.yaml"))
