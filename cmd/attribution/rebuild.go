@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
@@ -102,13 +101,13 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	db := dynamodb.NewFromConfig(setup.cfg)
 	tables := ddbstore.Tables{Identities: setup.name(identitiesTable), Observations: setup.name(observationsTable), States: setup.name(statesTable)}
+	store := ddbstore.New(dynamodb.NewFromConfig(setup.cfg), tables, 0)
 	r := &operator.Rebuilder{
-		Client:            db,
+		Scanner:           store,
 		ObservationsTable: tables.Observations,
 		StatesTable:       tables.States,
-		Store:             ddbstore.New(db, tables, 0),
+		Store:             store,
 		Registry:          reg,
 		Thresholds:        thresholds,
 		Segments:          *segments,
@@ -127,7 +126,8 @@ func runRebuild(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	var bar *operator.Bar
 	if stderrIsTerminal(stderr) {
-		bar = operator.NewBar(stderr, "scanned", tableItems(ctx, db, tables.Observations))
+		items, _ := store.ObservationItems(ctx) // 0, unknown: the bar counts
+		bar = operator.NewBar(stderr, "scanned", items)
 		r.OnProgress = func(p operator.RebuildProgress) { bar.Set(p.Scanned, rebuildDetail(p)) }
 	}
 	if !*dryRun {
@@ -176,14 +176,4 @@ func rebuildSummary(res operator.RebuildResult, dryRun, emit bool) string {
 		return s + fmt.Sprintf("%d events published", res.Published)
 	}
 	return s + "no events published (no --emit)"
-}
-
-// tableItems estimates a table's items for the progress bar (DynamoDB
-// updates the count about every six hours); 0 when unknown.
-func tableItems(ctx context.Context, db *dynamodb.Client, table string) int64 {
-	out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
-	if err != nil || out.Table == nil {
-		return 0
-	}
-	return aws.ToInt64(out.Table.ItemCount)
 }

@@ -68,9 +68,11 @@ func runState(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	tables := ddbstore.Tables{Identities: setup.name(identitiesTable), States: setup.name(statesTable)}
 	r := &operator.StateReader{
-		Client: dynamodb.NewFromConfig(setup.cfg),
-		Tables: ddbstore.Tables{Identities: setup.name(identitiesTable), States: setup.name(statesTable)},
+		Store:           ddbstore.New(dynamodb.NewFromConfig(setup.cfg), tables, 0),
+		IdentitiesTable: tables.Identities,
+		StatesTable:     tables.States,
 	}
 	var states *operator.IdentityStates
 	if *attacker != "" {

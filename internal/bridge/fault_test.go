@@ -442,8 +442,9 @@ func compareWithReplay(t *testing.T, srv *awstest.Server, stack *devstack.Stack,
 		attackers[line.AttackerUUID] = true
 		want[key{line.AttackerUUID, line.Primitive}] = fmt.Sprintf("%s %s %.6f n=%d ts=%.3f", line.State, line.CurrentValue, line.Confidence, line.ObservationCount, line.LastObservationTS)
 	}
-	reader := &operator.StateReader{Client: dynamodb.NewFromConfig(srv.Config()), Tables: ddbstore.Tables{
-		Identities: cfg.IdentitiesTable, Observations: cfg.ObservationsTable, States: cfg.StatesTable}}
+	reader := &operator.StateReader{Store: ddbstore.New(dynamodb.NewFromConfig(srv.Config()), ddbstore.Tables{
+		Identities: cfg.IdentitiesTable, Observations: cfg.ObservationsTable, States: cfg.StatesTable}, 0),
+		IdentitiesTable: cfg.IdentitiesTable, StatesTable: cfg.StatesTable}
 	got := map[key]string{}
 	identities := map[string]string{}
 	for a := range attackers {

@@ -18,4 +18,9 @@
 // TransactWriteItems: a crash can never leave an observation stored but
 // not counted, or counted twice. The cancellation reasons tell a stored
 // observation (a redelivery or an amendment) from a version conflict.
+//
+// The operators' whole-table reads are here too, so that no other package
+// knows the tables' layout: a segmented scan of the observations table
+// with an opaque cursor to resume from, and the list of an identity's
+// primitives (scan.go, read.go).
 package ddbstore

@@ -12,9 +12,8 @@ import (
 	"sort"
 	"sync"
 
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
 )
 
 // checkpointVersion is the layout of the checkpoint file.
@@ -36,10 +35,10 @@ type checkpointFile struct {
 }
 
 type segmentState struct {
-	// StartKey is the LastEvaluatedKey of the last page finished (string
-	// key attributes), nil at the start.
-	StartKey map[string]string `json:"start_key,omitempty"`
-	Finished bool              `json:"finished"`
+	// StartKey is the scan cursor after the last page finished (JSON
+	// owned by ddbstore), empty at the start.
+	StartKey json.RawMessage `json:"start_key,omitempty"`
+	Finished bool            `json:"finished"`
 }
 
 // checkpoint is the live state of a rebuild, saved to path (when set).
@@ -152,40 +151,24 @@ func (c *checkpoint) finish(series string, ok bool) error {
 	return nil
 }
 
-// advance records that a segment finished the page ending at key (nil:
-// the segment is finished) and saves.
-func (c *checkpoint) advance(segment int, key map[string]ddbtypes.AttributeValue) error {
+// advance records that a segment finished the page after which the scan
+// continues at next (empty: the segment is finished) and saves.
+func (c *checkpoint) advance(segment int, next ddbstore.ScanCursor) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(key) == 0 {
-		c.file.Segments[segment] = segmentState{Finished: true}
-		return c.saveLocked()
-	}
-	k := make(map[string]string, len(key))
-	for name, v := range key {
-		s, ok := v.(*ddbtypes.AttributeValueMemberS)
-		if !ok {
-			return fmt.Errorf("checkpoint: key attribute %s is not a string", name)
-		}
-		k[name] = s.Value
-	}
-	c.file.Segments[segment] = segmentState{StartKey: k}
+	c.file.Segments[segment] = segmentState{StartKey: json.RawMessage(next), Finished: len(next) == 0}
 	return c.saveLocked()
 }
 
-// segment returns where a segment starts and whether it is finished.
-func (c *checkpoint) segment(i int) (map[string]ddbtypes.AttributeValue, bool) {
+// segment returns where a segment's scan starts and whether it is finished.
+func (c *checkpoint) segment(i int) (ddbstore.ScanCursor, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.file.Segments[i]
-	if s.Finished || len(s.StartKey) == 0 {
-		return nil, s.Finished
+	if s.Finished {
+		return nil, true
 	}
-	key := make(map[string]ddbtypes.AttributeValue, len(s.StartKey))
-	for name, v := range s.StartKey {
-		key[name] = &ddbtypes.AttributeValueMemberS{Value: v}
-	}
-	return key, false
+	return ddbstore.ScanCursor(s.StartKey), false
 }
 
 // failures returns the series that failed in an earlier run, sorted.

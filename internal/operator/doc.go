@@ -4,10 +4,12 @@
 // observations after a threshold or registry change (Rebuilder), with a
 // resumable checkpoint and a terminal progress bar.
 //
-// It talks to AWS through narrow interfaces shaped like the SDK clients'
-// own methods and through the attribution ports (Store, Publisher), so the
-// tasks run against DynamoDB, SQS and EventBridge, against moto in tests,
-// or against in-memory doubles.
+// It reads and writes the tables only through the attribution ports
+// (Store, Identities, Publisher) and small interfaces of its own
+// (SeriesScanner, StateStore) that ddbstore satisfies, so the layout of
+// the tables stays ddbstore's; it sends to the queue through an interface
+// shaped like the SQS client's own methods. The tasks run against AWS,
+// against moto in tests, or against in-memory doubles.
 //
 // Errors name the resource they concern: a call on a table, queue or bus
 // that does not exist fails with a *MissingResourceError.

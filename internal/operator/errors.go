@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 )
@@ -24,6 +22,14 @@ func (e *MissingResourceError) Error() string {
 
 func (e *MissingResourceError) Unwrap() error { return e.Err }
 
+// notFoundCodes are the error codes of a missing resource: a DynamoDB
+// table or an EventBridge bus (both ResourceNotFoundException), a queue.
+var notFoundCodes = map[string]bool{
+	"ResourceNotFoundException":               true,
+	"AWS.SimpleQueueService.NonExistentQueue": true,
+	"QueueDoesNotExist":                       true,
+}
+
 // missing returns a *MissingResourceError when err says that the resource
 // does not exist, and err itself otherwise.
 func missing(err error, kind, name string) error {
@@ -35,15 +41,13 @@ func missing(err error, kind, name string) error {
 		return err
 	}
 	var (
-		table *ddbtypes.ResourceNotFoundException
 		queue *sqstypes.QueueDoesNotExist
-		bus   *ebtypes.ResourceNotFoundException
 		api   smithy.APIError
 	)
 	switch {
-	case errors.As(err, &table), errors.As(err, &queue), errors.As(err, &bus):
+	case errors.As(err, &queue):
 		return &MissingResourceError{Kind: kind, Name: name, Err: err}
-	case errors.As(err, &api) && (api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue" || api.ErrorCode() == "QueueDoesNotExist"):
+	case errors.As(err, &api) && notFoundCodes[api.ErrorCode()]:
 		return &MissingResourceError{Kind: kind, Name: name, Err: err}
 	}
 	return err

@@ -2,11 +2,15 @@ package operator
 
 import (
 	"bytes"
+	"encoding/json"
+	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
 )
 
 func TestRenderBar(t *testing.T) {
@@ -91,5 +95,40 @@ func TestCheckpointRejectsOtherRuns(t *testing.T) {
 	c, resumed, err = openCheckpoint(path, "obs", 2, settings)
 	if err != nil || !resumed || c.doneCount() != 1 || c.claim("id|a.b") {
 		t.Fatalf("reopened: resumed %v, %d done, %v", resumed, c.doneCount(), err)
+	}
+}
+
+// TestCheckpointKeepsTheScanCursor: a segment resumes from the cursor
+// saved with its last page, as written in the file (a JSON value), and a
+// finished segment is not scanned again.
+func TestCheckpointKeepsTheScanCursor(t *testing.T) {
+	path := t.TempDir() + "/cp.json"
+	settings := settingsFingerprint(attribution.DefaultThresholds(), attribution.BuiltinRegistry())
+	c, _, err := openCheckpoint(path, "obs", 2, settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cursor := ddbstore.ScanCursor(`{"evidence_ref":"s07","series":"id|a.b"}`)
+	if err := c.advance(0, cursor); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.advance(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(data), `"series": "id|a.b"`) {
+		t.Fatalf("checkpoint %s (%v): the cursor is not kept as JSON", data, err)
+	}
+	c, resumed, err := openCheckpoint(path, "obs", 2, settings)
+	if err != nil || !resumed {
+		t.Fatal(resumed, err)
+	}
+	got, finished := c.segment(0)
+	var want, have map[string]string
+	if finished || json.Unmarshal(cursor, &want) != nil || json.Unmarshal(got, &have) != nil || !maps.Equal(have, want) {
+		t.Fatalf("segment 0 resumes at %s (finished %v), want %s", got, finished, cursor)
+	}
+	if got, finished := c.segment(1); !finished || len(got) != 0 {
+		t.Fatalf("segment 1: cursor %s, finished %v", got, finished)
 	}
 }

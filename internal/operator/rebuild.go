@@ -11,12 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/backoff"
+	"decnet-attribution/internal/ddbstore"
 )
 
 // Defaults of Rebuilder.
@@ -26,29 +23,28 @@ const (
 	DefaultMaxConflicts = 8
 )
 
-// RebuildAPI is the part of the DynamoDB client the Rebuilder reads with
-// besides the Store: Scan to find the series in the observations table,
-// Query to list an identity's items in the states table. *dynamodb.Client
-// satisfies it.
-type RebuildAPI interface {
-	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
-	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+// SeriesScanner finds the stored series for the Rebuilder besides the
+// Store: pages of a segment of the observations table, and the primitives
+// an identity has records of. *ddbstore.Store satisfies it.
+type SeriesScanner interface {
+	ScanObservations(ctx context.Context, segment, segments int, from ddbstore.ScanCursor, limit int32) (ddbstore.ObservationPage, error)
+	ListPrimitives(ctx context.Context, identity string) ([]string, error)
 }
 
-var _ RebuildAPI = (*dynamodb.Client)(nil)
+var _ SeriesScanner = (*ddbstore.Store)(nil)
 
 // Rebuilder recomputes every series record from its stored observations,
 // as after a change of thresholds or of the primitive registry.
 //
-// A parallel Scan of the observations table (Segments segments, reading
+// A parallel scan of the observations table (Segments segments, reading
 // the series key and the attacker) discovers the stored series, which are
 // the attackers' stub series. Each is resolved to the canonical identity
 // its attacker belongs to (its literal identity, then merges followed),
 // and the first series found of a canonical identity starts the rebuild
-// of all that identity's series (those with a state item, listed by a
-// Query, and the one found): each is rebuilt from the union of the stored
-// observations of every member of the identity (a consistent Query of
-// each member's stub series, Store.LoadObservations), with
+// of all that identity's series (those with a record, as listed, and the
+// one found): each is rebuilt from the union of the stored observations
+// of every member of the identity (each member's stub series, read
+// consistently by Store.LoadObservations), with
 // attribution.SeriesRecord.Rebuild. Identities that are no longer
 // canonical (merged, or left without attackers) keep their frozen records:
 // their observations count in the canonical identity's series. Then
@@ -73,7 +69,9 @@ var _ RebuildAPI = (*dynamodb.Client)(nil)
 // saved in the checkpoint; observations are held one series at a time per
 // segment, records one identity at a time per segment.
 type Rebuilder struct {
-	Client            RebuildAPI
+	Scanner SeriesScanner
+	// ObservationsTable and StatesTable name the tables in messages (and
+	// the checkpoint).
 	ObservationsTable string
 	StatesTable       string
 	Store             attribution.Store
@@ -94,7 +92,7 @@ type Rebuilder struct {
 	// Checkpoint is the path of the checkpoint file; empty for none. An
 	// existing file is resumed; a complete rebuild removes it.
 	Checkpoint string
-	// PageSize limits the items of one Scan page; 0 lets DynamoDB fill
+	// PageSize limits the items of one scan page; 0 lets DynamoDB fill
 	// pages of up to 1 MB.
 	PageSize int32
 	// MaxConflicts bounds the version conflicts tolerated per identity.
@@ -253,72 +251,45 @@ func (run *rebuildRun) finish(err error) (RebuildResult, error) {
 // segment scans one segment from its checkpoint and rebuilds the
 // identities of the series it finds.
 func (run *rebuildRun) segment(ctx context.Context, seg, total int) error {
-	start, finished := run.cp.segment(seg)
+	cursor, finished := run.cp.segment(seg)
 	if finished {
 		return nil
-	}
-	in := &dynamodb.ScanInput{
-		TableName:     aws.String(run.r.ObservationsTable),
-		Segment:       aws.Int32(int32(seg)),
-		TotalSegments: aws.Int32(int32(total)),
-		// The observation's body names its attacker. (A Scan is charged
-		// for whole items whatever it projects.)
-		ProjectionExpression:     aws.String("#s, #o"),
-		ExpressionAttributeNames: map[string]string{"#s": attrSeries, "#o": attrObservation},
-		ExclusiveStartKey:        start,
-	}
-	if run.r.PageSize > 0 {
-		in.Limit = aws.Int32(run.r.PageSize)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		page, err := run.r.Client.Scan(ctx, in)
+		page, err := run.r.Scanner.ScanObservations(ctx, seg, total, cursor, run.r.PageSize)
 		if err != nil {
-			return fmt.Errorf("scan segment %d of %s: %w", seg, run.r.ObservationsTable, missing(err, "table", run.r.ObservationsTable))
+			return missing(err, "table", run.r.ObservationsTable)
 		}
-		run.scanned.Add(int64(page.ScannedCount))
-		for _, item := range page.Items {
-			s, _ := item[attrSeries].(*ddbtypes.AttributeValueMemberS)
-			if s == nil || run.cp.seen(s.Value) {
+		run.scanned.Add(page.Scanned)
+		for _, found := range page.Series {
+			if run.cp.seen(found.Series) {
 				continue
 			}
-			key, ok := parseSeries(s.Value)
+			key, ok := parseSeries(found.Series)
 			if !ok {
-				if run.cp.claim(s.Value) {
-					run.fail(attribution.SeriesKey{IdentityUUID: s.Value}, fmt.Errorf("series key %q is not identity|primitive", s.Value))
+				if run.cp.claim(found.Series) {
+					run.fail(attribution.SeriesKey{IdentityUUID: found.Series}, fmt.Errorf("series key %q is not identity|primitive", found.Series))
 				}
 				continue
 			}
-			if err := run.identity(ctx, key, attackerOf(item)); err != nil {
+			if err := run.identity(ctx, key, found.Attacker); err != nil {
 				return err
 			}
 		}
 		run.progress()
 		if !run.r.DryRun {
-			if err := run.cp.advance(seg, page.LastEvaluatedKey); err != nil {
+			if err := run.cp.advance(seg, page.Next); err != nil {
 				return err
 			}
 		}
-		if len(page.LastEvaluatedKey) == 0 {
+		if len(page.Next) == 0 {
 			return nil
 		}
-		in.ExclusiveStartKey = page.LastEvaluatedKey
+		cursor = page.Next
 	}
-}
-
-// attackerOf reads the attacker of a scanned observation item.
-func attackerOf(item map[string]ddbtypes.AttributeValue) string {
-	body, _ := item[attrObservation].(*ddbtypes.AttributeValueMemberS)
-	if body == nil {
-		return ""
-	}
-	var o struct {
-		AttackerUUID string `json:"attacker_uuid"`
-	}
-	_ = json.Unmarshal([]byte(body.Value), &o)
-	return o.AttackerUUID
 }
 
 // identity rebuilds, for a stored stub series of attacker, the series of
@@ -374,13 +345,13 @@ func (run *rebuildRun) resolve(ctx context.Context, attacker string) (string, er
 }
 
 // rebuild rebuilds the series of a canonical identity that nobody has
-// taken up yet: the given ones and those with a state item. hint is an
+// taken up yet: the given ones and those with a record. hint is an
 // attacker of it, if known (a stub's record lists none). It returns an
 // error only when the whole rebuild must stop.
 func (run *rebuildRun) rebuild(ctx context.Context, id string, seeds []string, hint string) error {
-	listed, err := listPrimitives(ctx, run.r.Client, run.r.StatesTable, id)
+	listed, err := run.r.Scanner.ListPrimitives(ctx, id)
 	if err != nil {
-		return err
+		return fmt.Errorf("list states of identity %s: %w", id, missing(err, "table", run.r.StatesTable))
 	}
 	all := mergeSorted(listed, seeds)
 	var mine []string
@@ -645,41 +616,6 @@ func (r *Rebuilder) commit(ctx context.Context, touched []*attribution.SeriesRec
 		}
 	}
 	return nil
-}
-
-// queryAPI is the DynamoDB client's Query.
-type queryAPI interface {
-	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
-}
-
-// listPrimitives lists the primitives with a state item under an identity,
-// sorted, with a keys-only Query (the identity's own item left out).
-func listPrimitives(ctx context.Context, client queryAPI, table, identityUUID string) ([]string, error) {
-	in := &dynamodb.QueryInput{
-		TableName:                 aws.String(table),
-		KeyConditionExpression:    aws.String("#id = :id"),
-		ProjectionExpression:      aws.String("#p"),
-		ExpressionAttributeNames:  map[string]string{"#id": attrIdentity, "#p": attrPrimitive},
-		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":id": &ddbtypes.AttributeValueMemberS{Value: identityUUID}},
-		ConsistentRead:            aws.Bool(true),
-	}
-	var out []string
-	for {
-		page, err := client.Query(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list states of identity %s: %w", identityUUID, missing(err, "table", table))
-		}
-		for _, item := range page.Items {
-			if p, ok := item[attrPrimitive].(*ddbtypes.AttributeValueMemberS); ok && p.Value != identityItem {
-				out = append(out, p.Value)
-			}
-		}
-		if len(page.LastEvaluatedKey) == 0 {
-			slices.Sort(out)
-			return out, nil
-		}
-		in.ExclusiveStartKey = page.LastEvaluatedKey
-	}
 }
 
 // mergeSorted returns the sorted union of a sorted list and more.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
 	"decnet-attribution/internal/eventbus"
 	"decnet-attribution/internal/operator"
 	"decnet-attribution/internal/schema"
@@ -63,7 +64,7 @@ func mustRebuildCase(tb testing.TB, attackers int) *rebuildCase {
 
 func (c *rebuildCase) rebuilder(th attribution.Thresholds) *operator.Rebuilder {
 	return &operator.Rebuilder{
-		Client: c.env.ddb, ObservationsTable: c.env.tables.Observations, StatesTable: c.env.tables.States,
+		Scanner: c.env.store, ObservationsTable: c.env.tables.Observations, StatesTable: c.env.tables.States,
 		Store: c.env.store, Registry: attribution.BuiltinRegistry(), Thresholds: th,
 	}
 }
@@ -352,7 +353,7 @@ func TestRebuildReportsSeriesThatNoLongerFit(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "rebuild.json")
 	r := &operator.Rebuilder{
-		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
+		Scanner: e.store, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
 		Store: e.store, Registry: reg, Thresholds: attribution.DefaultThresholds(), Checkpoint: path,
 	}
 	res, err := r.Run(context.Background())
@@ -381,8 +382,10 @@ func TestRebuildReportsSeriesThatNoLongerFit(t *testing.T) {
 func TestRebuildStopsOnMissingTable(t *testing.T) {
 	t.Parallel()
 	e := mustEnv(t)
+	tables := e.tables
+	tables.Observations = "no-such-table"
 	r := &operator.Rebuilder{
-		Client: e.ddb, ObservationsTable: "no-such-table", Store: e.store,
+		Scanner: ddbstore.New(e.ddb, tables, 0), ObservationsTable: "no-such-table", Store: e.store,
 		Registry: attribution.BuiltinRegistry(), Thresholds: attribution.DefaultThresholds(),
 	}
 	_, err := r.Run(context.Background())
@@ -433,7 +436,7 @@ func TestRebuildRetriesWhenTheFunctionWritesMeanwhile(t *testing.T) {
 		interfereErr = p.Process(context.Background(), []attribution.Message{{ID: "late", Body: extra}})[0]
 	}
 	r := &operator.Rebuilder{
-		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
+		Scanner: e.store, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
 		Store: store, Identities: e.store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), Segments: 1,
 		Sleep: func(context.Context, time.Duration) error { return nil },
 	}
@@ -507,7 +510,7 @@ func TestRebuildPerCanonicalIdentity(t *testing.T) {
 
 	log := &changeLog{}
 	r := &operator.Rebuilder{
-		Client: e.ddb, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
+		Scanner: e.store, ObservationsTable: e.tables.Observations, StatesTable: e.tables.States,
 		Store: e.store, Registry: attribution.BuiltinRegistry(), Thresholds: majority3(), OnChange: log.add,
 	}
 	res, err := r.Run(ctx)

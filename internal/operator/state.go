@@ -5,31 +5,28 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/ddbstore"
 )
 
-// Key attributes of the identities and states tables (the tables'
-// contract, see template.yaml).
-const (
-	attrAttacker  = "attacker_uuid"
-	attrIdentity  = "identity_uuid"
-	attrPrimitive = "primitive"
-	attrSeries    = "series"
-	// attrObservation holds an observation item's body (its JSON).
-	attrObservation = "obs"
-	// identityItem is the sort key of an identity's own record.
-	identityItem = "#identity"
-)
+// StateStore is what a StateReader reads: attackers' identities, identity
+// records, and an identity's series records and their list.
+// *ddbstore.Store satisfies it.
+type StateStore interface {
+	LoadAttacker(ctx context.Context, attacker string) (*attribution.AttackerRecord, error)
+	LoadIdentity(ctx context.Context, identity string, consistent bool) (*attribution.IdentityRecord, error)
+	LoadSeries(ctx context.Context, identity string, primitives []string, consistent bool) (map[string]*attribution.SeriesRecord, error)
+	ListPrimitives(ctx context.Context, identity string) ([]string, error)
+}
+
+var _ StateStore = (*ddbstore.Store)(nil)
 
 // StateReader reads what the states table holds about one identity.
 type StateReader struct {
-	Client ddbstore.Client
-	Tables ddbstore.Tables
+	Store StateStore
+	// IdentitiesTable and StatesTable name the tables in messages.
+	IdentitiesTable string
+	StatesTable     string
 }
 
 // IdentityStates is one identity's states.
@@ -77,19 +74,15 @@ type SeriesState struct {
 // the identities table does not know is an error with code
 // attribution.ENOTFOUND.
 func (r *StateReader) Attacker(ctx context.Context, attackerUUID string) (*IdentityStates, error) {
-	out, err := r.Client.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(r.Tables.Identities),
-		Key:       map[string]ddbtypes.AttributeValue{attrAttacker: &ddbtypes.AttributeValueMemberS{Value: attackerUUID}},
-	})
+	rec, err := r.Store.LoadAttacker(ctx, attackerUUID)
 	if err != nil {
-		return nil, fmt.Errorf("look up attacker %s: %w", attackerUUID, missing(err, "table", r.Tables.Identities))
+		return nil, fmt.Errorf("look up attacker %s: %w", attackerUUID, missing(err, "table", r.IdentitiesTable))
 	}
-	id, _ := out.Item[attrIdentity].(*ddbtypes.AttributeValueMemberS)
-	if id == nil || id.Value == "" {
+	if rec.IdentityUUID == "" {
 		return nil, &attribution.Error{Code: attribution.ENOTFOUND,
-			Message: fmt.Sprintf("attacker %s is not in table %s (no observation of it was processed)", attackerUUID, r.Tables.Identities)}
+			Message: fmt.Sprintf("attacker %s is not in table %s (no observation of it was processed)", attackerUUID, r.IdentitiesTable)}
 	}
-	states, err := r.identity(ctx, id.Value, attackerUUID)
+	states, err := r.identity(ctx, rec.IdentityUUID, attackerUUID)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +101,6 @@ func (r *StateReader) Identity(ctx context.Context, identityUUID string) (*Ident
 // the canonical identity's states; attacker, when known, is one whose
 // literal identity identityUUID is (a provisional stub lists no members).
 func (r *StateReader) identity(ctx context.Context, identityUUID, attacker string) (*IdentityStates, error) {
-	store := ddbstore.New(r.Client, r.Tables, 0)
 	var chain []Link
 	var ident *attribution.IdentityRecord
 	for id := identityUUID; ; {
@@ -116,8 +108,8 @@ func (r *StateReader) identity(ctx context.Context, identityUUID, attacker strin
 			return nil, fmt.Errorf("identity %s: more than %d merges in its chain", identityUUID, attribution.MaxMergeChain)
 		}
 		var err error
-		if ident, err = store.LoadIdentity(ctx, id, false); err != nil {
-			return nil, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.Tables.States))
+		if ident, err = r.Store.LoadIdentity(ctx, id, false); err != nil {
+			return nil, fmt.Errorf("read identity record %s: %w", id, missing(err, "table", r.StatesTable))
 		}
 		chain = append(chain, Link{IdentityUUID: id, Stamp: ident.ParentStamp})
 		if ident.Parent == "" {
@@ -127,17 +119,17 @@ func (r *StateReader) identity(ctx context.Context, identityUUID, attacker strin
 		id = ident.Parent
 	}
 	canonical := chain[len(chain)-1].IdentityUUID
-	primitives, err := listPrimitives(ctx, r.Client, r.Tables.States, canonical)
+	primitives, err := r.Store.ListPrimitives(ctx, canonical)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list states of identity %s: %w", canonical, missing(err, "table", r.StatesTable))
 	}
 	if len(primitives) == 0 && ident.Version == 0 {
 		return nil, &attribution.Error{Code: attribution.ENOTFOUND,
-			Message: fmt.Sprintf("identity %s has no states in table %s", identityUUID, r.Tables.States)}
+			Message: fmt.Sprintf("identity %s has no states in table %s", identityUUID, r.StatesTable)}
 	}
-	records, err := store.LoadSeries(ctx, canonical, primitives, false)
+	records, err := r.Store.LoadSeries(ctx, canonical, primitives, false)
 	if err != nil {
-		return nil, fmt.Errorf("read states of identity %s: %w", canonical, missing(err, "table", r.Tables.States))
+		return nil, fmt.Errorf("read states of identity %s: %w", canonical, missing(err, "table", r.StatesTable))
 	}
 	res := &IdentityStates{IdentityUUID: canonical, Flagged: ident.Flagged, Suspicions: ident.Suspicions, Chain: chain}
 	latest := -1.0

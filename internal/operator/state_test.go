@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/ddbstore"
 	"decnet-attribution/internal/operator"
 )
 
@@ -18,7 +19,7 @@ func TestStateReaderShowsWhatProcessingProduced(t *testing.T) {
 	mustProcess(t, e, bodies, th)
 	want := replayStates(t, bodies, th)
 
-	r := &operator.StateReader{Client: e.ddb, Tables: e.tables}
+	r := &operator.StateReader{Store: e.store, IdentitiesTable: e.tables.Identities, StatesTable: e.tables.States}
 	for _, attacker := range []string{"att-0", "att-1"} {
 		got, err := r.Attacker(context.Background(), attacker)
 		if err != nil {
@@ -66,7 +67,7 @@ func TestStateReaderShowsWhatProcessingProduced(t *testing.T) {
 func TestStateReaderNotFound(t *testing.T) {
 	t.Parallel()
 	e := mustEnv(t)
-	r := &operator.StateReader{Client: e.ddb, Tables: e.tables}
+	r := &operator.StateReader{Store: e.store, IdentitiesTable: e.tables.Identities, StatesTable: e.tables.States}
 	if _, err := r.Attacker(context.Background(), "att-never-seen"); attribution.ErrorCode(err) != attribution.ENOTFOUND {
 		t.Errorf("unknown attacker: %v", err)
 	}
@@ -75,7 +76,7 @@ func TestStateReaderNotFound(t *testing.T) {
 	}
 	tables := e.tables
 	tables.States = "no-such-table"
-	r = &operator.StateReader{Client: e.ddb, Tables: tables}
+	r = &operator.StateReader{Store: ddbstore.New(e.ddb, tables, 0), IdentitiesTable: tables.Identities, StatesTable: tables.States}
 	var missing *operator.MissingResourceError
 	if _, err := r.Identity(context.Background(), "x"); !errors.As(err, &missing) || missing.Name != "no-such-table" {
 		t.Errorf("missing table: %v", err)
