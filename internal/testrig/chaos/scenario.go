@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/config"
 	"decnet-attribution/internal/testrig/chaos/crash"
 	"decnet-attribution/internal/testrig/devstack"
@@ -347,11 +348,8 @@ func startOutage(ctx context.Context, sc Scenario, mapping *sqspoller.Mapping, p
 		}
 		progress("bus outage: every PutEvents fails for %s", sc.BusOutage.For)
 		start := time.Now()
-		select {
-		case <-ctx.Done():
-		case <-time.After(sc.BusOutage.For):
-		}
-		_ = proxy.SetRules(sc.Faults...) // valid: Start accepted them
+		_ = backoff.Sleep(ctx, sc.BusOutage.For) // cut short when the run stops
+		_ = proxy.SetRules(sc.Faults...)         // valid: Start accepted them
 		progress("bus outage over")
 		done <- time.Since(start)
 	}()
@@ -460,7 +458,7 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 	if env.RIE == "" || env.CrashBootstrap == "" {
 		return nil, fmt.Errorf("scenario %s needs the Runtime Interface Emulator and the crash binary", sc.Name)
 	}
-	dir := filepath.Join(env.WorkDir, uniqueName(sc.Name))
+	dir := filepath.Join(env.WorkDir, devstack.UniqueName(sc.Name+"-"))
 	plan.MarkerDir = filepath.Join(dir, "crashes")
 	plan.AppliedLog = filepath.Join(dir, "applied.jsonl")
 	plan.ProbeEndpoint = truthURL
