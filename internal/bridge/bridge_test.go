@@ -122,13 +122,12 @@ func TestForwardsBusEnvelopesUnchanged(t *testing.T) {
 	srv := awstest.Moto(t)
 	stack := awstest.NewStack(t, srv)
 	queue := stack.QueueURL(devstack.ObservationQueueID)
-	proxy, err := faultproxy.Start(faultproxy.Config{Upstream: srv.Endpoint, Rules: []faultproxy.Rule{{Service: faultproxy.SQS, DropBeforeForward: 1}}})
+	faults, err := faultproxy.New(faultproxy.Config{Rules: []faultproxy.Rule{{Service: faultproxy.SQS, DropBeforeForward: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proxy.Close()
 	bridgeCfg := srv.Config()
-	bridgeCfg.BaseEndpoint = aws.String(proxy.URL())
+	bridgeCfg.HTTPClient = faults.Client()
 	bridgeCfg.RetryMaxAttempts = 1
 
 	dir := shortDir(t)
@@ -173,7 +172,7 @@ func TestForwardsBusEnvelopesUnchanged(t *testing.T) {
 		t.Fatalf("while the queue is unreachable: %+v", st)
 	}
 
-	_ = proxy.SetRules()
+	_ = faults.SetRules()
 	got := receiveAll(t, sqs.NewFromConfig(srv.Config()), queue, total, 30*time.Second)
 	waitFor(t, 10*time.Second, "spool empty", func() bool { return rb.b.Stats().SpoolDepth == 0 })
 	rb.stop(t)

@@ -158,19 +158,23 @@ func TestBridgeSurvivesKillsOutagesAndBusRestart(t *testing.T) {
 
 	// The bridge reaches SQS through a proxy that can take it away.
 	tap := startSendTap(t, srv.Endpoint)
-	proxy, err := faultproxy.Start(faultproxy.Config{Upstream: tap.URL})
+	faults, err := faultproxy.New(faultproxy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := faultproxy.Start(tap.URL, faults)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer proxy.Close()
 	unreachable := func() {
-		if err := proxy.SetRules(faultproxy.Rule{Service: faultproxy.SQS, DropBeforeForward: 1}); err != nil {
+		if err := faults.SetRules(faultproxy.Rule{Service: faultproxy.SQS, DropBeforeForward: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Reachable, but slow enough that a kill lands in the middle of sending.
 	reachable := func() {
-		if err := proxy.SetRules(faultproxy.Rule{Service: faultproxy.SQS, Delay: 1, DelayDuration: 15 * time.Millisecond}); err != nil {
+		if err := faults.SetRules(faultproxy.Rule{Service: faultproxy.SQS, Delay: 1, DelayDuration: 15 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,12 +2,9 @@ package awstest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -119,11 +116,7 @@ func (s *Server) Reset(tb testing.TB) {
 
 // UniqueName returns prefix followed by a random suffix, for resources that
 // must not collide with other tests on the shared server.
-func UniqueName(prefix string) string {
-	var b [5]byte
-	_, _ = rand.Read(b[:]) // documented never to return an error
-	return prefix + hex.EncodeToString(b[:])
-}
+func UniqueName(prefix string) string { return devstack.UniqueName(prefix) }
 
 // StackOption customises NewStack.
 type StackOption func(*devstack.Options)
@@ -192,18 +185,14 @@ func Template(tb testing.TB) *devstack.Template {
 	return shared.template
 }
 
-// RIE returns the path of the pinned Runtime Interface Emulator: the
-// AWS_LAMBDA_RIE environment variable, else .local/bin/aws-lambda-rie in the
-// repository (installed by `make tools`, which `make test` runs). The test
-// fails if it is missing.
+// RIE returns the path of the pinned Runtime Interface Emulator (see
+// devstack.FindRIE: $AWS_LAMBDA_RIE or .local/bin/aws-lambda-rie, which
+// `make test` installs). The test fails if it is missing.
 func RIE(tb testing.TB) string {
 	tb.Helper()
-	path := os.Getenv("AWS_LAMBDA_RIE")
-	if path == "" {
-		path = filepath.Join(RepoRoot(tb), ".local", "bin", "aws-lambda-rie")
-	}
-	if _, err := os.Stat(path); err != nil {
-		tb.Fatalf("these tests need the Lambda Runtime Interface Emulator at %s: run `make tools` (or `make test`, which installs it): %v", path, err)
+	path, err := devstack.FindRIE(RepoRoot(tb))
+	if err != nil {
+		tb.Fatalf("these tests need the Lambda Runtime Interface Emulator: %v", err)
 	}
 	return path
 }
@@ -244,13 +233,7 @@ func buildBootstrap(root, pkg string) (string, error) {
 		shared.binDir = dir
 	}
 	out := filepath.Join(shared.binDir, strings.NewReplacer("/", "_", ".", "_").Replace(pkg), "bootstrap")
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", out, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, msg)
-	}
-	return out, nil
+	return out, devstack.BuildBootstrap(context.Background(), devstack.Build{Root: root, Package: pkg, Out: out})
 }
 
 // Emulator starts the Runtime Interface Emulator running bootstrap with the

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
@@ -17,53 +15,23 @@ import (
 )
 
 // Tap is an SQS queue that receives every event the service puts on a
-// stack's bus, through a catch-all rule the template does not have (its
-// alert rule routes only some events).
+// stack's bus (see devstack.AddEventsTap).
 type Tap struct {
 	URL    string
 	client *sqs.Client
 }
 
 // BusEvent is an event as EventBridge delivers it to an SQS target.
-type BusEvent struct {
-	ID         string          `json:"id"`
-	Source     string          `json:"source"`
-	DetailType string          `json:"detail-type"`
-	Detail     json.RawMessage `json:"detail"`
-}
+type BusEvent = devstack.BusEvent
 
 // NewTap creates the queue and the rule on the stack's bus.
 func NewTap(tb testing.TB, srv *Server, stack *devstack.Stack) *Tap {
 	tb.Helper()
-	ctx := context.Background()
-	cfg := srv.Config()
-	sq := sqs.NewFromConfig(cfg)
-	eb := eventbridge.NewFromConfig(cfg)
-	name := UniqueName("tap")
-	q, err := sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	url, err := devstack.AddEventsTap(context.Background(), srv.Config(), stack)
 	if err != nil {
-		tb.Fatalf("create tap queue: %v", err)
+		tb.Fatal(err)
 	}
-	attrs, err := sq.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-	})
-	if err != nil {
-		tb.Fatalf("tap queue ARN: %v", err)
-	}
-	bus := stack.BusName(devstack.AttributionBusID)
-	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{
-		Name: aws.String(name), EventBusName: aws.String(bus),
-		EventPattern: aws.String(`{"source":["decnet.attribution"]}`),
-	}); err != nil {
-		tb.Fatalf("tap rule: %v", err)
-	}
-	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{
-		Rule: aws.String(name), EventBusName: aws.String(bus),
-		Targets: []ebtypes.Target{{Id: aws.String("tap"), Arn: aws.String(attrs.Attributes["QueueArn"])}},
-	}); err != nil {
-		tb.Fatalf("tap target: %v", err)
-	}
-	return &Tap{URL: aws.ToString(q.QueueUrl), client: sq}
+	return &Tap{URL: url, client: sqs.NewFromConfig(srv.Config())}
 }
 
 // Drain receives and deletes everything the queue holds, waiting until it

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -18,12 +17,6 @@ import (
 
 	"decnet-attribution/internal/testrig/devstack"
 )
-
-// FunctionPackage is the Lambda's main package.
-const FunctionPackage = "./functions/attribution"
-
-// buildFlags are the Makefile's build-AttributionFunction flags.
-var buildFlags = []string{"-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w"}
 
 // Footprint is the function's size and start-up cost.
 type Footprint struct {
@@ -87,11 +80,11 @@ func MeasureFootprint(ctx context.Context, o FootprintOptions) (*Footprint, erro
 		o.WarmBatchSize = 10
 	}
 	fp := &Footprint{HostPlatform: runtime.GOOS + "/" + runtime.GOARCH, WarmBatchSize: o.WarmBatchSize}
-	arm, err := Build(ctx, o.Root, filepath.Join(o.WorkDir, "linux_arm64", "bootstrap"), "linux", "arm64")
+	arm, err := build(ctx, o.Root, filepath.Join(o.WorkDir, "linux_arm64", "bootstrap"), "linux", "arm64")
 	if err != nil {
 		return nil, err
 	}
-	host, err := Build(ctx, o.Root, filepath.Join(o.WorkDir, "host", "bootstrap"), runtime.GOOS, runtime.GOARCH)
+	host, err := build(ctx, o.Root, filepath.Join(o.WorkDir, "host", "bootstrap"), runtime.GOOS, runtime.GOARCH)
 	if err != nil {
 		return nil, err
 	}
@@ -172,17 +165,10 @@ func MeasureFootprint(ctx context.Context, o FootprintOptions) (*Footprint, erro
 	return fp, nil
 }
 
-// Build builds the function for goos/goarch with the Makefile's flags.
-func Build(ctx context.Context, root, out, goos, goarch string) (string, error) {
-	args := append([]string{"build"}, buildFlags...)
-	args = append(args, "-o", out, FunctionPackage)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s for %s/%s: %w\n%s", FunctionPackage, goos, goarch, err, msg)
-	}
-	return out, nil
+// build builds the function for goos/goarch as the Makefile does for
+// Lambda.
+func build(ctx context.Context, root, out, goos, goarch string) (string, error) {
+	return out, devstack.BuildBootstrap(ctx, devstack.Build{Root: root, Package: devstack.FunctionPackage, Out: out, GOOS: goos, GOARCH: goarch, Release: true})
 }
 
 func invokeOK(ctx context.Context, em *devstack.Emulator, payload []byte) error {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/decnetbus"
 	"decnet-attribution/internal/testrig/chaos"
 )
@@ -65,17 +66,13 @@ func (p *Publisher) Publish(ctx context.Context, bodies [][]byte) error {
 			if p.Client.Publish(topic, "observation", b) == nil {
 				break
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
+			if err := backoff.Sleep(ctx, 20*time.Millisecond); err != nil {
+				return err
 			}
 		}
 		if p.Interval > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(p.Interval):
+			if err := backoff.Sleep(ctx, p.Interval); err != nil {
+				return err
 			}
 		}
 	}

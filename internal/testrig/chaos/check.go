@@ -12,6 +12,7 @@ import (
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/config"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // maxProblems bounds the problems a report lists (the counts are exact).
@@ -91,7 +92,7 @@ func (v *Verdicts) problem(format string, args ...any) {
 
 // observed is what a run left in AWS and in the function's logs.
 type observed struct {
-	events, alerts []BusEvent
+	events, alerts []devstack.BusEvent
 	dlq            []DeadLetter
 	records        map[attribution.SeriesKey]*attribution.SeriesRecord
 	identities     map[string]*attribution.IdentityRecord
@@ -174,7 +175,7 @@ func (o *observed) eventSummary() EventSummary {
 	return s
 }
 
-func eventIDOf(e BusEvent) string {
+func eventIDOf(e devstack.BusEvent) string {
 	var d struct {
 		EventID string `json:"event_id"`
 	}
@@ -317,7 +318,7 @@ func checkCommitLog(v *Verdicts, seen, applied []attribution.Observation) {
 
 // indexDelivered decodes the delivered events by event_id and checks that
 // every delivery of one event_id is the same event.
-func indexDelivered(v *Verdicts, raw []BusEvent) (map[string]*event, error) {
+func indexDelivered(v *Verdicts, raw []devstack.BusEvent) (map[string]*event, error) {
 	byID := map[string]*event{}
 	for _, b := range raw {
 		if b.Source != attribution.EventSource {
@@ -680,7 +681,7 @@ func checkCounts(v *Verdicts, stream *Stream, records map[attribution.SeriesKey]
 
 // checkAlerts checks that the template's alert rule delivered exactly the
 // events it matches.
-func checkAlerts(v *Verdicts, delivered map[string]*event, alerts []BusEvent) {
+func checkAlerts(v *Verdicts, delivered map[string]*event, alerts []devstack.BusEvent) {
 	got := map[string]bool{}
 	for _, b := range alerts {
 		e, err := decodeEvent(b.DetailType, b.Detail)

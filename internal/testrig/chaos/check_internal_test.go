@@ -10,6 +10,7 @@ import (
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/config"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // perfectRun builds what a flawless run of stream leaves behind: every
@@ -29,7 +30,7 @@ func perfectRun(t *testing.T, stream *Stream, cfg config.Config) *observed {
 	o := &observed{records: ref.Records, identities: map[string]*attribution.IdentityRecord{}, journal: store.journal}
 	o.applied = journalObservations(store.journal)
 	for i, e := range ref.Events {
-		b := BusEvent{ID: fmt.Sprint("bus-", i), Source: attribution.EventSource, DetailType: e.DetailType, Detail: e.Detail}
+		b := devstack.BusEvent{ID: fmt.Sprint("bus-", i), Source: attribution.EventSource, DetailType: e.DetailType, Detail: e.Detail}
 		o.events = append(o.events, b)
 		if i%3 == 0 {
 			o.events = append(o.events, b) // redelivered: same event_id
@@ -118,7 +119,7 @@ func TestCheckCatchesEachViolation(t *testing.T) {
 		t.Fatalf("no %s event in the stream", detailType)
 		return -1
 	}
-	editDetail := func(b BusEvent, edit func(map[string]any)) BusEvent {
+	editDetail := func(b devstack.BusEvent, edit func(map[string]any)) devstack.BusEvent {
 		var d map[string]any
 		if err := json.Unmarshal(b.Detail, &d); err != nil {
 			t.Fatal(err)
@@ -128,7 +129,7 @@ func TestCheckCatchesEachViolation(t *testing.T) {
 		return b
 	}
 	dropID := func(o *observed, id string) {
-		var kept []BusEvent
+		var kept []devstack.BusEvent
 		for _, e := range o.events {
 			if eventIDOf(e) != id {
 				kept = append(kept, e)
@@ -336,7 +337,7 @@ func TestCheckCatchesIdentityViolations(t *testing.T) {
 			for _, e := range o.events {
 				if e.DetailType == attribution.EventIdentityRekeyed {
 					id := eventIDOf(e)
-					o.events = slices.DeleteFunc(o.events, func(b BusEvent) bool { return eventIDOf(b) == id })
+					o.events = slices.DeleteFunc(o.events, func(b devstack.BusEvent) bool { return eventIDOf(b) == id })
 					return
 				}
 			}

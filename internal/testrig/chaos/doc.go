@@ -24,9 +24,10 @@
 //     function: in process (a fleet of instances built with wiring.New,
 //     as Lambda scales out) or the crash binary (crashfn) under the
 //     Runtime Interface Emulator;
-//  4. puts the fault proxy (internal/testrig/faultproxy) between the function and
-//     AWS: DynamoDB throttles, 500s, slow answers, connections dropped
-//     before and after the request was applied; EventBridge whole-call and
+//  4. injects faults (internal/testrig/faultproxy) between the function and
+//     AWS, as the SDK's HTTP client in process and as a loopback proxy for
+//     the crash binary: DynamoDB throttles, 500s, slow answers, requests
+//     dropped without an answer before and after they were applied; EventBridge whole-call and
 //     per-entry failures, and outages long enough for the publisher to give
 //     up; failed dead-letter sends;
 //  5. crashes the function at the crash points of package crash: after a
@@ -49,7 +50,7 @@
 // observations in the order DynamoDB applied them: all DynamoDB requests
 // pass one at a time through a journal at the endpoint (see linearizer),
 // which records every applied TransactWriteItems, including those whose
-// answer the fault proxy dropped; a membership change is replayed as the
+// answer the fault injector dropped; a membership change is replayed as the
 // identity event that made it (read back from the attacker's new stamp, or
 // the loser's parent stamp), a formed event narrowed to the attacker it
 // moved. Then:

@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/config"
@@ -35,13 +34,13 @@ import (
 // runtime's does, so the batch is redelivered.
 type fleet struct {
 	cfg      config.Config
-	endpoint string // where the function's AWS calls go (the fault proxy)
+	endpoint string // where the function's AWS calls go
 	plan     *crash.Plan
 	recorder crash.Recorder // nil: commits are not recorded
 	probe    attribution.Store
 	logs     *lineSink
 	metrics  *metricsSink
-	http     aws.HTTPClient
+	http     aws.HTTPClient // sends them, injecting faults
 
 	sabotageStore     func(attribution.Store) attribution.Store
 	sabotagePublisher func(attribution.Publisher) attribution.Publisher
@@ -83,11 +82,11 @@ func (l *life) String() string {
 	return l.point + " " + l.site
 }
 
-func newFleet(cfg config.Config, endpoint string, size int) *fleet {
+func newFleet(cfg config.Config, endpoint string, client aws.HTTPClient, size int) *fleet {
 	return &fleet{
 		cfg: cfg, endpoint: endpoint,
 		logs: &lineSink{}, metrics: &metricsSink{},
-		http: awshttp.NewBuildableClient(),
+		http: client,
 		idle: make(chan *instance, size),
 	}
 }

@@ -36,8 +36,8 @@ import (
 // as well keeps the harness sound against a moto without that fix, and is
 // what makes the journal exact: requests pass one at a time, so the
 // journal is the true order of application, including commits whose answer
-// the fault proxy dropped afterwards. Everything before the endpoint (the
-// SDK, the fault proxy, the function's concurrent units and instances)
+// the fault injector dropped afterwards. Everything before the endpoint
+// (the SDK, the fault injector, the function's concurrent units and instances)
 // stays concurrent.
 type linearizer struct {
 	srv    *http.Server

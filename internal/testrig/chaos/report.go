@@ -34,7 +34,7 @@ type Report struct {
 	Emulator   bool
 	Stream     Counts
 	Deliveries sqspoller.Stats
-	Proxy      faultproxy.Stats
+	Faults     faultproxy.Stats // what the fault injector counted
 	Crashes    int64
 	CrashesAt  map[crash.Point]int64 // crash sites that fired, by point
 	Outage     time.Duration         // how long the bus refused every event
@@ -60,7 +60,7 @@ func (r *Report) faultCounts() (map[string]int64, map[faultproxy.Service]int64, 
 	faults := map[string]int64{}
 	requests := map[faultproxy.Service]int64{}
 	faulted := map[faultproxy.Service]int64{}
-	for op, c := range r.Proxy.ByOp {
+	for op, c := range r.Faults.ByOp {
 		requests[op.Service] += c.Requests
 		for f, n := range c.Faults {
 			faults[string(op.Service)+"."+f.String()] += n

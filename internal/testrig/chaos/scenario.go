@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/config"
 	"decnet-attribution/internal/testrig/chaos/crash"
 	"decnet-attribution/internal/testrig/devstack"
@@ -55,7 +56,7 @@ type Scenario struct {
 	MaxReceiveCount int
 	// Concurrency overrides ATTRIBUTION_CONCURRENCY when non-zero.
 	Concurrency int
-	// Faults are the fault proxy's rules between the function and AWS.
+	// Faults are the fault rules between the function and AWS.
 	Faults    []faultproxy.Rule
 	FaultSeed int64
 	// BusOutage, when set, makes every PutEvents call fail for a while.
@@ -154,11 +155,11 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	}
 	defer lin.close()
 	st.useEndpoint(lin.URL())
-	proxy, err := faultproxy.Start(faultproxy.Config{Upstream: lin.URL(), Seed: sc.FaultSeed, Rules: sc.Faults})
+	faults, err := faultproxy.New(faultproxy.Config{Seed: sc.FaultSeed, Rules: sc.Faults})
 	if err != nil {
-		return nil, fmt.Errorf("start fault proxy: %w", err)
+		return nil, fmt.Errorf("fault injector: %w", err)
 	}
-	defer proxy.Close()
+	defer faults.CloseIdleConnections()
 
 	vars := st.EnvMap()
 	if sc.Concurrency > 0 {
@@ -169,7 +170,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		return nil, fmt.Errorf("function configuration from the stack: %w", err)
 	}
 
-	fn, err := startFunction(env, sc, st, cfg, vars, proxy.URL(), lin.URL())
+	fn, err := startFunction(env, sc, st, cfg, vars, faults, lin.URL())
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		return nil, fmt.Errorf("event source mapping: %w", err)
 	}
 	sc.progress(env, "sending %d messages and processing them with %d poller(s)", len(stream.Messages), sc.Pollers)
-	outage := startOutage(ctx, sc, mapping, proxy, len(stream.Messages), func(format string, args ...any) { sc.progress(env, format, args...) })
+	outage := startOutage(ctx, sc, mapping, faults, len(stream.Messages), func(format string, args ...any) { sc.progress(env, format, args...) })
 	err = feedAndDrain(ctx, st, mapping, stream.Messages, backlog(sc.Pollers, sc.BatchSize), func(format string, args ...any) { sc.progress(env, format, args...) })
 	outageHeld := outage()
 	if err != nil {
@@ -197,9 +198,6 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	}
 	processed := time.Since(start)
 	if err := fn.stop(); err != nil {
-		return nil, err
-	}
-	if err := proxy.Close(); err != nil {
 		return nil, err
 	}
 
@@ -226,7 +224,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	rep := &Report{
 		Scenario: sc.Name, Pollers: sc.Pollers, Emulator: sc.Emulator,
 		Stream: stream.Counts(), Deliveries: mapping.Stats(),
-		Proxy:             proxy.Stats(),
+		Faults:            faults.Stats(),
 		Crashes:           fn.crashes(),
 		CrashesAt:         fn.crashesByPoint(),
 		Outage:            outageHeld,
@@ -319,7 +317,7 @@ func feedAndDrain(ctx context.Context, st *stack, mapping *sqspoller.Mapping, ms
 // startOutage runs the scenario's bus outage, if any, once the share of
 // messages it waits for is settled. The returned function stops it and
 // reports how long it lasted.
-func startOutage(ctx context.Context, sc Scenario, mapping *sqspoller.Mapping, proxy *faultproxy.Proxy, messages int, progress func(string, ...any)) func() time.Duration {
+func startOutage(ctx context.Context, sc Scenario, mapping *sqspoller.Mapping, faults *faultproxy.Injector, messages int, progress func(string, ...any)) func() time.Duration {
 	if sc.BusOutage == nil {
 		return func() time.Duration { return 0 }
 	}
@@ -340,18 +338,15 @@ func startOutage(ctx context.Context, sc Scenario, mapping *sqspoller.Mapping, p
 				break
 			}
 		}
-		if err := proxy.SetRules(sc.outageRules()...); err != nil {
+		if err := faults.SetRules(sc.outageRules()...); err != nil {
 			progress("bus outage not started: %v", err)
 			done <- 0
 			return
 		}
 		progress("bus outage: every PutEvents fails for %s", sc.BusOutage.For)
 		start := time.Now()
-		select {
-		case <-ctx.Done():
-		case <-time.After(sc.BusOutage.For):
-		}
-		_ = proxy.SetRules(sc.Faults...) // valid: Start accepted them
+		_ = backoff.Sleep(ctx, sc.BusOutage.For) // cut short when the run stops
+		_ = faults.SetRules(sc.Faults...)        // valid: New accepted them
 		progress("bus outage over")
 		done <- time.Since(start)
 	}()
@@ -424,12 +419,14 @@ func (f *function) metricTotals() Metrics {
 	}
 }
 
-func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[string]string, proxyURL, truthURL string) (*function, error) {
+// startFunction starts the function with its AWS calls going through
+// faults to the endpoint at truthURL (the linearizer).
+func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[string]string, faults *faultproxy.Injector, truthURL string) (*function, error) {
 	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish], AfterMembership: sc.Crash[crash.AfterMembership]}
 	if sc.Emulator {
-		return startEmulated(env, sc, st, vars, proxyURL, truthURL, plan)
+		return startEmulated(env, sc, st, vars, faults, truthURL, plan)
 	}
-	fl := newFleet(cfg, proxyURL, sc.Pollers)
+	fl := newFleet(cfg, truthURL, faults.Client(), sc.Pollers)
 	fl.sabotageStore, fl.sabotagePublisher = sc.sabotageStore, sc.sabotagePublisher
 	once := &crash.MemoryOnce{}
 	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: plan.Rates(), Once: once}
@@ -456,11 +453,15 @@ func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[
 	}, nil
 }
 
-func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, proxyURL, truthURL string, plan crash.Config) (*function, error) {
+// startEmulated runs the crash binary under the emulator. Its process
+// reaches AWS through a fault proxy serving faults: the same counts and
+// rules (a bus outage too) across the processes that crashes replace, and
+// counts that survive a process's exit.
+func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, faults *faultproxy.Injector, truthURL string, plan crash.Config) (_ *function, err error) {
 	if env.RIE == "" || env.CrashBootstrap == "" {
 		return nil, fmt.Errorf("scenario %s needs the Runtime Interface Emulator and the crash binary", sc.Name)
 	}
-	dir := filepath.Join(env.WorkDir, uniqueName(sc.Name))
+	dir := filepath.Join(env.WorkDir, devstack.UniqueName(sc.Name+"-"))
 	plan.MarkerDir = filepath.Join(dir, "crashes")
 	plan.AppliedLog = filepath.Join(dir, "applied.jsonl")
 	plan.ProbeEndpoint = truthURL
@@ -474,7 +475,16 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 	for k, v := range vars {
 		lambdaEnv[k] = v
 	}
-	lambdaEnv["AWS_ENDPOINT_URL"] = proxyURL
+	proxy, err := faultproxy.Start(truthURL, faults)
+	if err != nil {
+		return nil, fmt.Errorf("start fault proxy: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = proxy.Close()
+		}
+	}()
+	lambdaEnv["AWS_ENDPOINT_URL"] = proxy.URL()
 	// One unit at a time: when the process exits, no other commit of the
 	// invocation is in flight, so the applied log is exact.
 	lambdaEnv["ATTRIBUTION_CONCURRENCY"] = "1"
@@ -502,6 +512,9 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, prox
 		invoker: &sqspoller.HTTPInvoker{URL: em.InvokeURL},
 		stopFn: func() error {
 			err := em.Stop()
+			if perr := proxy.Close(); err == nil && perr != nil {
+				err = perr
+			}
 			log := readLog()
 			metrics.add(log)
 			starts = int64(strings.Count(log, "INIT START("))

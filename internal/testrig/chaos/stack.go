@@ -2,8 +2,6 @@ package chaos
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -18,6 +16,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/attribution"
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/ddbstore"
 	"decnet-attribution/internal/testrig/devstack"
 )
@@ -37,7 +36,7 @@ func provision(ctx context.Context, env Env, name string, params map[string]stri
 	cfg := devstack.AWSConfig(env.Endpoint, devstack.DefaultRegion)
 	clients := devstack.NewClients(cfg)
 	st, err := devstack.Provision(ctx, clients, env.Template, devstack.Options{
-		StackName: uniqueName("chaos-" + name), Endpoint: env.Endpoint, Parameters: params,
+		StackName: devstack.UniqueName("chaos-" + name + "-"), Endpoint: env.Endpoint, Parameters: params,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision stack: %w", err)
@@ -50,7 +49,7 @@ func provision(ctx context.Context, env Env, name string, params map[string]stri
 			States:       st.TableName(devstack.StatesTableID),
 		}, 0),
 	}
-	if err := s.addEventsTap(ctx, eventbridge.NewFromConfig(cfg)); err != nil {
+	if s.eventsURL, err = devstack.AddEventsTap(ctx, cfg, st); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -64,7 +63,7 @@ func Warm(ctx context.Context, env Env) error {
 	cfg := devstack.AWSConfig(env.Endpoint, devstack.DefaultRegion)
 	q := sqs.NewFromConfig(cfg)
 	eb := eventbridge.NewFromConfig(cfg)
-	name := uniqueName("chaos-warm")
+	name := devstack.UniqueName("chaos-warm-")
 	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		return fmt.Errorf("warm up: %w", err)
@@ -97,39 +96,6 @@ func Warm(ctx context.Context, env Env) error {
 // useEndpoint sends the harness's own DynamoDB reads through endpoint.
 func (s *stack) useEndpoint(endpoint string) {
 	s.store = ddbstore.New(dynamodb.NewFromConfig(devstack.AWSConfig(endpoint, devstack.DefaultRegion)), s.store.Tables, 0)
-}
-
-func uniqueName(prefix string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // documented never to fail
-	return prefix + "-" + hex.EncodeToString(b[:])
-}
-
-func (s *stack) addEventsTap(ctx context.Context, eb *eventbridge.Client) error {
-	name := s.Name + "-events"
-	q, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
-	if err != nil {
-		return fmt.Errorf("create events queue: %w", err)
-	}
-	attrs, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
-	})
-	if err != nil {
-		return fmt.Errorf("events queue ARN: %w", err)
-	}
-	bus := s.BusName(devstack.AttributionBusID)
-	pattern := mustJSON(map[string]any{"source": []string{attribution.EventSource}})
-	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(name), EventBusName: aws.String(bus), EventPattern: aws.String(pattern)}); err != nil {
-		return fmt.Errorf("events rule: %w", err)
-	}
-	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{
-		Rule: aws.String(name), EventBusName: aws.String(bus),
-		Targets: []ebtypes.Target{{Id: aws.String("events"), Arn: aws.String(attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)])}},
-	}); err != nil {
-		return fmt.Errorf("events rule target: %w", err)
-	}
-	s.eventsURL = aws.ToString(q.QueueUrl)
-	return nil
 }
 
 // queueDepth returns the messages a queue holds: visible, in flight or
@@ -200,23 +166,15 @@ func (s *stack) receiveAll(ctx context.Context, url string) ([]sqstypes.Message,
 	return out, nil
 }
 
-// BusEvent is an event as EventBridge delivers it to an SQS target.
-type BusEvent struct {
-	ID         string          `json:"id"`
-	Source     string          `json:"source"`
-	DetailType string          `json:"detail-type"`
-	Detail     json.RawMessage `json:"detail"`
-}
-
 // busEvents reads every event of an event queue.
-func (s *stack) busEvents(ctx context.Context, url string) ([]BusEvent, error) {
+func (s *stack) busEvents(ctx context.Context, url string) ([]devstack.BusEvent, error) {
 	msgs, err := s.receiveAll(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BusEvent, 0, len(msgs))
+	out := make([]devstack.BusEvent, 0, len(msgs))
 	for _, m := range msgs {
-		var ev BusEvent
+		var ev devstack.BusEvent
 		if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
 			return nil, fmt.Errorf("event queue message %s: %w", aws.ToString(m.MessageId), err)
 		}
@@ -289,7 +247,9 @@ func retryRead[T any](ctx context.Context, read func() (T, error)) (T, error) {
 		if v, err = read(); err == nil {
 			return v, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		if backoff.Sleep(ctx, 100*time.Millisecond) != nil {
+			return v, err
+		}
 	}
 	return v, err
 }

@@ -109,7 +109,7 @@ func (r eventRoute) drain(tb testing.TB, direct clients) []string {
 
 func TestPutEventsPartialFailuresDeliverExactlyTheSurvivors(t *testing.T) {
 	moto := mustMoto(t)
-	direct := newClients(moto)
+	direct := newClients(moto, nil)
 
 	tests := []struct {
 		name           string
@@ -122,77 +122,79 @@ func TestPutEventsPartialFailuresDeliverExactlyTheSurvivors(t *testing.T) {
 		// Few entries: moto takes tens of milliseconds to deliver each one.
 		{name: "no entry fails", rate: 0, calls: 1, perCall: 4},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			route := mustEventRoute(t, direct)
-			p := mustProxy(t, moto, 3, faultproxy.Rule{Service: faultproxy.EventBridge, Operation: "PutEvents", FailEntry: tt.rate})
-			c := newClients(p.URL())
-			ctx := testContext(t)
+	eachRoute(t, func(t *testing.T, r route) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				route := mustEventRoute(t, direct)
+				faults := mustInjector(t, 3, faultproxy.Rule{Service: faultproxy.EventBridge, Operation: "PutEvents", FailEntry: tt.rate})
+				c := r.clients(t, moto, faults)
+				ctx := testContext(t)
 
-			calls, perCall := tt.calls, tt.perCall
-			var reportedOK []string
-			var failed, forwardedCalls int64
-			for call := range calls {
-				entries := make([]ebtypes.PutEventsRequestEntry, perCall)
-				for i := range entries {
-					entries[i] = route.entry(fmt.Sprintf("e-%02d", call*perCall+i))
-				}
-				out, err := c.eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: entries})
-				if err != nil {
-					t.Fatalf("PutEvents call %d: %v", call, err)
-				}
-				if len(out.Entries) != perCall {
-					t.Fatalf("PutEvents call %d: %d result entries, want %d", call, len(out.Entries), perCall)
-				}
-				var callFailed int32
-				for i, e := range out.Entries {
-					id := fmt.Sprintf("e-%02d", call*perCall+i)
-					switch {
-					case e.ErrorCode != nil:
-						callFailed++
-						if *e.ErrorCode != "InternalFailure" || e.EventId != nil {
-							t.Errorf("entry %s: failed result %+v, want InternalFailure without an event id", id, e)
+				calls, perCall := tt.calls, tt.perCall
+				var reportedOK []string
+				var failed, forwardedCalls int64
+				for call := range calls {
+					entries := make([]ebtypes.PutEventsRequestEntry, perCall)
+					for i := range entries {
+						entries[i] = route.entry(fmt.Sprintf("e-%02d", call*perCall+i))
+					}
+					out, err := c.eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: entries})
+					if err != nil {
+						t.Fatalf("PutEvents call %d: %v", call, err)
+					}
+					if len(out.Entries) != perCall {
+						t.Fatalf("PutEvents call %d: %d result entries, want %d", call, len(out.Entries), perCall)
+					}
+					var callFailed int32
+					for i, e := range out.Entries {
+						id := fmt.Sprintf("e-%02d", call*perCall+i)
+						switch {
+						case e.ErrorCode != nil:
+							callFailed++
+							if *e.ErrorCode != "InternalFailure" || e.EventId != nil {
+								t.Errorf("entry %s: failed result %+v, want InternalFailure without an event id", id, e)
+							}
+						case e.EventId == nil:
+							t.Errorf("entry %s: neither an error nor an event id", id)
+						default:
+							reportedOK = append(reportedOK, id)
 						}
-					case e.EventId == nil:
-						t.Errorf("entry %s: neither an error nor an event id", id)
-					default:
-						reportedOK = append(reportedOK, id)
+					}
+					if out.FailedEntryCount != callFailed {
+						t.Errorf("PutEvents call %d: FailedEntryCount = %d, entries report %d failures", call, out.FailedEntryCount, callFailed)
+					}
+					failed += int64(callFailed)
+					if int(callFailed) < perCall {
+						forwardedCalls++
 					}
 				}
-				if out.FailedEntryCount != callFailed {
-					t.Errorf("PutEvents call %d: FailedEntryCount = %d, entries report %d failures", call, out.FailedEntryCount, callFailed)
-				}
-				failed += int64(callFailed)
-				if int(callFailed) < perCall {
-					forwardedCalls++
-				}
-			}
 
-			delivered := route.drain(t, direct)
-			if !slices.Equal(delivered, reportedOK) {
-				t.Errorf("delivered %v,\nreported successful %v", delivered, reportedOK)
-			}
-			total := int64(calls * perCall)
-			switch {
-			case tt.rate == 1 && failed != total:
-				t.Errorf("failed %d of %d entries at rate 1", failed, total)
-			case tt.rate == 0 && failed != 0:
-				t.Errorf("failed %d entries at rate 0", failed)
-			case tt.wantSome && (failed == 0 || failed == total):
-				t.Errorf("failed %d of %d entries; want some of each at rate %v", failed, total, tt.rate)
-			}
-			var wantFaults map[faultproxy.Fault]int64
-			if failed > 0 {
-				wantFaults = map[faultproxy.Fault]int64{faultproxy.FaultFailedEntry: failed}
-			}
-			wantCounts(t, "PutEvents", p.Stats().ByOp[faultproxy.Op{Service: faultproxy.EventBridge, Name: "PutEvents"}], int64(calls), forwardedCalls, wantFaults)
-		})
-	}
+				delivered := route.drain(t, direct)
+				if !slices.Equal(delivered, reportedOK) {
+					t.Errorf("delivered %v,\nreported successful %v", delivered, reportedOK)
+				}
+				total := int64(calls * perCall)
+				switch {
+				case tt.rate == 1 && failed != total:
+					t.Errorf("failed %d of %d entries at rate 1", failed, total)
+				case tt.rate == 0 && failed != 0:
+					t.Errorf("failed %d entries at rate 0", failed)
+				case tt.wantSome && (failed == 0 || failed == total):
+					t.Errorf("failed %d of %d entries; want some of each at rate %v", failed, total, tt.rate)
+				}
+				var wantFaults map[faultproxy.Fault]int64
+				if failed > 0 {
+					wantFaults = map[faultproxy.Fault]int64{faultproxy.FaultFailedEntry: failed}
+				}
+				wantCounts(t, "PutEvents", faults.Stats().ByOp[faultproxy.Op{Service: faultproxy.EventBridge, Name: "PutEvents"}], int64(calls), forwardedCalls, wantFaults)
+			})
+		}
+	})
 }
 
 func TestPutEventsWholeCallFailures(t *testing.T) {
 	moto := mustMoto(t)
-	direct := newClients(moto)
+	direct := newClients(moto, nil)
 
 	tests := []struct {
 		name    string
@@ -219,37 +221,40 @@ func TestPutEventsWholeCallFailures(t *testing.T) {
 			},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			route := mustEventRoute(t, direct)
-			p := mustProxy(t, moto, 1, tt.rule)
-			_, err := newClients(p.URL()).eb.PutEvents(testContext(t), &eventbridge.PutEventsInput{
-				Entries: []ebtypes.PutEventsRequestEntry{route.entry("only")},
+	eachRoute(t, func(t *testing.T, r route) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				route := mustEventRoute(t, direct)
+				faults := mustInjector(t, 1, tt.rule)
+				_, err := r.clients(t, moto, faults).eb.PutEvents(testContext(t), &eventbridge.PutEventsInput{
+					Entries: []ebtypes.PutEventsRequestEntry{route.entry("only")},
+				})
+				if err == nil || !tt.wantErr(err) {
+					t.Fatalf("PutEvents error = %T %v, want the injected %s", err, err, tt.fault)
+				}
+				if got := route.drain(t, direct); len(got) != 0 {
+					t.Errorf("delivered %v despite a failed call", got)
+				}
+				wantCounts(t, "total", faults.Stats().Counts, 1, 0, map[faultproxy.Fault]int64{tt.fault: 1})
 			})
-			if err == nil || !tt.wantErr(err) {
-				t.Fatalf("PutEvents error = %T %v, want the injected %s", err, err, tt.fault)
-			}
-			if got := route.drain(t, direct); len(got) != 0 {
-				t.Errorf("delivered %v despite a failed call", got)
-			}
-			wantCounts(t, "total", p.Stats().Counts, 1, 0, map[faultproxy.Fault]int64{tt.fault: 1})
-		})
-	}
+		}
+	})
 }
 
 func TestSQSThrottle(t *testing.T) {
 	moto := mustMoto(t)
-	direct := newClients(moto)
+	direct := newClients(moto, nil)
 	q, err := direct.sqs.CreateQueue(testContext(t), &sqs.CreateQueueInput{QueueName: aws.String(uniqueName("faultproxy-sqs"))})
 	if err != nil {
 		t.Fatalf("create queue: %v", err)
 	}
-	p := mustProxy(t, moto, 1, faultproxy.Rule{Service: faultproxy.SQS, Operation: "SendMessage", Throttle: 1})
-
-	_, err = newClients(p.URL()).sqs.SendMessage(testContext(t), &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("x")})
-	var throttled *sqstypes.RequestThrottled
-	if !errors.As(err, &throttled) {
-		t.Fatalf("SendMessage error = %T %v, want RequestThrottled", err, err)
-	}
-	wantCounts(t, "SendMessage", p.Stats().ByOp[faultproxy.Op{Service: faultproxy.SQS, Name: "SendMessage"}], 1, 0, map[faultproxy.Fault]int64{faultproxy.FaultThrottle: 1})
+	eachRoute(t, func(t *testing.T, r route) {
+		faults := mustInjector(t, 1, faultproxy.Rule{Service: faultproxy.SQS, Operation: "SendMessage", Throttle: 1})
+		_, err := r.clients(t, moto, faults).sqs.SendMessage(testContext(t), &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("x")})
+		var throttled *sqstypes.RequestThrottled
+		if !errors.As(err, &throttled) {
+			t.Fatalf("SendMessage error = %T %v, want RequestThrottled", err, err)
+		}
+		wantCounts(t, "SendMessage", faults.Stats().ByOp[faultproxy.Op{Service: faultproxy.SQS, Name: "SendMessage"}], 1, 0, map[faultproxy.Fault]int64{faultproxy.FaultThrottle: 1})
+	})
 }

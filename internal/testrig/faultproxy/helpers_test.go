@@ -2,6 +2,7 @@ package faultproxy_test
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -33,11 +34,14 @@ type clients struct {
 	sqs *sqs.Client
 }
 
-func newClients(endpoint string) clients {
+// newClients binds the clients to endpoint, sending with hc (nil: the
+// SDK's own HTTP client).
+func newClients(endpoint string, hc aws.HTTPClient) clients {
 	cfg := aws.Config{
 		Region:      "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
 		Retryer:     func() aws.Retryer { return aws.NopRetryer{} },
+		HTTPClient:  hc,
 	}
 	return clients{
 		ddb: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) }),
@@ -46,11 +50,22 @@ func newClients(endpoint string) clients {
 	}
 }
 
-// mustProxy starts a proxy in front of upstream and closes it at the end of
-// the test.
-func mustProxy(tb testing.TB, upstream string, seed int64, rules ...faultproxy.Rule) *faultproxy.Proxy {
+// mustInjector returns an injector with the seed and rules.
+func mustInjector(tb testing.TB, seed int64, rules ...faultproxy.Rule) *faultproxy.Injector {
 	tb.Helper()
-	p, err := faultproxy.Start(faultproxy.Config{Upstream: upstream, Seed: seed, Rules: rules})
+	f, err := faultproxy.New(faultproxy.Config{Seed: seed, Rules: rules})
+	if err != nil {
+		tb.Fatalf("new injector: %v", err)
+	}
+	tb.Cleanup(f.CloseIdleConnections)
+	return f
+}
+
+// mustProxy starts a proxy serving faults in front of upstream and closes
+// it at the end of the test.
+func mustProxy(tb testing.TB, upstream string, faults *faultproxy.Injector) *faultproxy.Proxy {
+	tb.Helper()
+	p, err := faultproxy.Start(upstream, faults)
 	if err != nil {
 		tb.Fatalf("start proxy: %v", err)
 	}
@@ -60,6 +75,39 @@ func mustProxy(tb testing.TB, upstream string, seed int64, rules ...faultproxy.R
 		}
 	})
 	return p
+}
+
+// route is one way of putting an injector between a client and moto: it
+// returns the endpoint to call and the HTTP client to call it with.
+type route struct {
+	name string
+	open func(tb testing.TB, upstream string, faults *faultproxy.Injector) (string, *http.Client)
+}
+
+// routes are the injector as the client's transport and as a proxy: every
+// fault must look the same to the SDK both ways.
+var routes = []route{
+	{"transport", func(_ testing.TB, upstream string, faults *faultproxy.Injector) (string, *http.Client) {
+		return upstream, faults.Client()
+	}},
+	{"proxy", func(tb testing.TB, upstream string, faults *faultproxy.Injector) (string, *http.Client) {
+		return mustProxy(tb, upstream, faults).URL(), http.DefaultClient
+	}},
+}
+
+// clients returns SDK clients that reach upstream through faults this way.
+func (r route) clients(tb testing.TB, upstream string, faults *faultproxy.Injector) clients {
+	tb.Helper()
+	endpoint, hc := r.open(tb, upstream, faults)
+	return newClients(endpoint, hc)
+}
+
+// eachRoute runs test once per route.
+func eachRoute(t *testing.T, test func(t *testing.T, r route)) {
+	t.Helper()
+	for _, r := range routes {
+		t.Run(r.name, func(t *testing.T) { test(t, r) })
+	}
 }
 
 // uniqueName returns a resource name no other test uses against the shared

@@ -6,10 +6,10 @@ import (
 	"strconv"
 )
 
-// failedEntry is the result reported for an entry the proxy failed.
+// failedEntry is the result reported for an entry the injector failed.
 var failedEntry = json.RawMessage(`{"ErrorCode":"InternalFailure","ErrorMessage":"entry failed (injected by faultproxy)"}`)
 
-// entryPlan records which entries of a PutEvents request the proxy fails.
+// entryPlan records which entries of a PutEvents request the injector fails.
 type entryPlan struct {
 	failed []bool // per original entry
 	nFail  int

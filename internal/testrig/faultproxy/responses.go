@@ -1,8 +1,10 @@
 package faultproxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -58,34 +60,29 @@ func injectedError(svc Service, f Fault) (apiError, bool) {
 
 var requestIDs atomic.Uint64
 
-// writeJSON writes a complete JSON-protocol response.
-func writeJSON(w http.ResponseWriter, svc Service, status int, body []byte) {
-	h := w.Header()
+// jsonResponse is a complete JSON-protocol response to r.
+func jsonResponse(r *http.Request, svc Service, status int, body []byte) *http.Response {
+	h := http.Header{}
 	h.Set("Content-Type", contentType(svc))
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Amzn-RequestId", fmt.Sprintf("faultproxy-%08d", requestIDs.Add(1)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body) // the client may be gone; nothing to do about it
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), StatusCode: status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		Request: r,
+	}
 }
 
-// writeAPIError writes e with a message naming the fault.
-func writeAPIError(w http.ResponseWriter, svc Service, e apiError, f Fault) {
+// response is e as the answer to r, with a message naming the fault.
+func (e apiError) response(r *http.Request, svc Service, f Fault) *http.Response {
 	body, _ := json.Marshal(struct { // a struct of strings always marshals
 		Type    string `json:"__type"`
 		Message string `json:"message"`
 	}{e.errorType, fmt.Sprintf("%s injected by faultproxy", f)})
+	resp := jsonResponse(r, svc, e.status, body)
 	if e.queryError != "" {
-		w.Header().Set("X-Amzn-Query-Error", e.queryError)
+		resp.Header.Set("X-Amzn-Query-Error", e.queryError)
 	}
-	writeJSON(w, svc, e.status, body)
-}
-
-// writeProxyError answers 502 for a failure of the proxy itself, such as an
-// unreachable upstream.
-func writeProxyError(w http.ResponseWriter, svc Service, err error) {
-	body, _ := json.Marshal(struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
-	}{"FaultProxyError", err.Error()})
-	writeJSON(w, svc, http.StatusBadGateway, body)
+	return resp
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Service names an AWS service the proxy recognises.
+// Service names an AWS service the injector recognises.
 type Service string
 
 // Services recognised from the X-Amz-Target header.
@@ -27,7 +27,7 @@ var targetPrefixes = map[string]Service{
 }
 
 // Op identifies one operation of one service, such as {DynamoDB, "PutItem"}.
-// Requests the proxy does not recognise have an empty Service and the raw
+// Requests the injector does not recognise have an empty Service and the raw
 // X-Amz-Target value (possibly empty) as Name.
 type Op struct {
 	Service Service
@@ -79,7 +79,7 @@ type Rule struct {
 	FailEntry float64 // EventBridge PutEvents only: rate per entry
 }
 
-// ErrInvalidRule is wrapped by the errors of Start and SetRules for rules
+// ErrInvalidRule is wrapped by the errors of New and SetRules for rules
 // that cannot be applied.
 var ErrInvalidRule = errors.New("invalid fault rule")
 

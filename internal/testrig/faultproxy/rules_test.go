@@ -9,6 +9,7 @@ import (
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"decnet-attribution/internal/testrig/faultproxy"
 )
@@ -29,22 +30,14 @@ func TestInvalidRulesAreRejected(t *testing.T) {
 		{name: "delay without duration", rules: []faultproxy.Rule{{Service: faultproxy.DynamoDB, Delay: 0.5}}},
 		{name: "duplicate rule", rules: []faultproxy.Rule{{Service: faultproxy.DynamoDB, Operation: "PutItem"}, {Service: faultproxy.DynamoDB, Operation: "PutItem", Throttle: 1}}},
 	}
-	p, err := faultproxy.Start(faultproxy.Config{Upstream: "http://127.0.0.1:1"})
-	if err != nil {
-		t.Fatalf("start proxy: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	faults := mustInjector(t, 0)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := p.SetRules(tt.rules...); !errors.Is(err, faultproxy.ErrInvalidRule) {
+			if err := faults.SetRules(tt.rules...); !errors.Is(err, faultproxy.ErrInvalidRule) {
 				t.Errorf("SetRules: err = %v, want ErrInvalidRule", err)
 			}
-			q, err := faultproxy.Start(faultproxy.Config{Upstream: "http://127.0.0.1:1", Rules: tt.rules})
-			if !errors.Is(err, faultproxy.ErrInvalidRule) {
-				t.Errorf("Start: err = %v, want ErrInvalidRule", err)
-			}
-			if q != nil {
-				_ = q.Close()
+			if _, err := faultproxy.New(faultproxy.Config{Rules: tt.rules}); !errors.Is(err, faultproxy.ErrInvalidRule) {
+				t.Errorf("New: err = %v, want ErrInvalidRule", err)
 			}
 		})
 	}
@@ -52,7 +45,7 @@ func TestInvalidRulesAreRejected(t *testing.T) {
 
 func TestStartRejectsBadUpstream(t *testing.T) {
 	for _, upstream := range []string{"", "127.0.0.1:5000", "ftp://host", "http://"} {
-		if p, err := faultproxy.Start(faultproxy.Config{Upstream: upstream}); err == nil {
+		if p, err := faultproxy.Start(upstream, mustInjector(t, 0)); err == nil {
 			_ = p.Close()
 			t.Errorf("Start(%q) succeeded, want an error", upstream)
 		}
@@ -60,19 +53,30 @@ func TestStartRejectsBadUpstream(t *testing.T) {
 }
 
 func TestUnreachableUpstreamAnswersBadGateway(t *testing.T) {
-	p, err := faultproxy.Start(faultproxy.Config{Upstream: "http://127.0.0.1:1"})
-	if err != nil {
-		t.Fatalf("start proxy: %v", err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	faults := mustInjector(t, 0)
+	p := mustProxy(t, "http://127.0.0.1:1", faults)
 
-	_, err = newClients(p.URL()).ddb.ListTables(testContext(t), &dynamodb.ListTablesInput{})
+	_, err := newClients(p.URL(), nil).ddb.ListTables(testContext(t), &dynamodb.ListTablesInput{})
 	var re *awshttp.ResponseError
 	if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusBadGateway {
 		t.Errorf("ListTables error = %v, want an HTTP 502 response", err)
 	}
-	s := p.Stats()
+	wantUpstreamError(t, faults.Stats())
+}
+
+func TestUnreachableUpstreamFailsTheSend(t *testing.T) {
+	faults := mustInjector(t, 0)
+	_, err := newClients("http://127.0.0.1:1", faults.Client()).ddb.ListTables(testContext(t), &dynamodb.ListTablesInput{})
+	var sendErr *smithyhttp.RequestSendError
+	if !errors.As(err, &sendErr) {
+		t.Errorf("ListTables error = %v, want a request send error", err)
+	}
+	wantUpstreamError(t, faults.Stats())
+}
+
+func wantUpstreamError(tb testing.TB, s faultproxy.Stats) {
+	tb.Helper()
 	if s.Requests != 1 || s.Forwarded != 0 || s.UpstreamErrors != 1 || len(s.Faults) != 0 {
-		t.Errorf("stats = %+v, want one request counted as an upstream error", s.Counts)
+		tb.Errorf("stats = %+v, want one request counted as an upstream error", s.Counts)
 	}
 }

@@ -40,15 +40,15 @@ func (f Fault) String() string {
 	return faultNames[f]
 }
 
-// Counts are the counters of the proxy as a whole or of one operation.
+// Counts are the counters of the injector as a whole or of one operation.
 type Counts struct {
 	Requests       int64           // requests received
 	Forwarded      int64           // requests the upstream answered
-	UpstreamErrors int64           // forwards that got no answer from the upstream (answered 502)
+	UpstreamErrors int64           // forwards that got no answer from the upstream (a send error; 502 through a proxy)
 	Faults         map[Fault]int64 // injected faults by kind; kinds never injected are absent
 }
 
-// Stats is a snapshot of the proxy's counters.
+// Stats is a snapshot of the injector's counters.
 type Stats struct {
 	Counts               // totals
 	ByOp   map[Op]Counts // per operation

@@ -188,7 +188,7 @@ func (m *Mapping) queueEmpty(ctx context.Context) (bool, error) {
 func (m *Mapping) poll(ctx context.Context, q queueInfo, id int) {
 	log := m.cfg.Logger.With("queue", m.cfg.QueueURL, "poller", id)
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
+	failures := 0 // receives failed in a row
 	for ctx.Err() == nil {
 		msgs, err := m.gather(ctx)
 		if len(msgs) > 0 {
@@ -197,18 +197,19 @@ func (m *Mapping) poll(ctx context.Context, q queueInfo, id int) {
 			m.process(context.WithoutCancel(ctx), q, msgs)
 		}
 		if err == nil {
-			backoff = minBackoff
+			failures = 0
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		m.stats.receiveErrors.Add(1)
-		log.Warn("receive failed", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		failures++
+		wait := backoff.Jitter(failures, minBackoff, maxBackoff)
+		log.Warn("receive failed", "err", err, "retry_in", wait)
+		if backoff.Sleep(ctx, wait) != nil {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -274,7 +275,7 @@ func (m *Mapping) gather(ctx context.Context) ([]types.Message, error) {
 		if wait == 0 && len(batch) > 0 {
 			// A short poll found nothing; pause rather than spin until the
 			// window closes.
-			if !sleep(ctx, min(time.Until(deadline), 100*time.Millisecond)) {
+			if backoff.Sleep(ctx, min(time.Until(deadline), 100*time.Millisecond)) != nil {
 				return batch, ctx.Err()
 			}
 		}
@@ -397,6 +398,3 @@ func (m *Mapping) delete(ctx context.Context, msgs []types.Message) {
 		}
 	}
 }
-
-// sleep waits for d or until ctx ends, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool { return backoff.Sleep(ctx, d) == nil }

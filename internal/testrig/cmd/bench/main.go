@@ -42,7 +42,7 @@ func run() error {
 	full := flag.String("full", "10000:1", "history:batch,batch;... limits on the full-recompute design's cells (other histories run every batch size)")
 	samples := flag.Int("init-samples", 5, "fresh function processes timed under the emulator")
 	noFootprint := flag.Bool("no-footprint", false, "skip the builds and the emulator")
-	rie := flag.String("rie", "", "Runtime Interface Emulator (default .local/bin/aws-lambda-rie)")
+	rie := flag.String("rie", "", "Runtime Interface Emulator (default: $AWS_LAMBDA_RIE or .local/bin/aws-lambda-rie)")
 	quiet := flag.Bool("q", false, "no progress lines")
 	from := flag.String("from", "", "re-render the tables and COST.md from a results.json instead of measuring")
 	flag.Parse()
@@ -68,7 +68,7 @@ func run() error {
 	}
 	cfg.Logf = logf
 	if *rie == "" {
-		*rie = filepath.Join(root, ".local", "bin", "aws-lambda-rie")
+		*rie, _ = devstack.FindRIE(root) // missing: the emulator says so when it starts, if it is needed
 	}
 
 	dir := *out

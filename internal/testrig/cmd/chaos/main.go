@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -138,21 +137,14 @@ func setup(ctx context.Context, endpoint, workDir, rie string, emulator bool, st
 	env := chaos.Env{Template: tmpl, WorkDir: workDir, Endpoint: endpoint}
 	if emulator {
 		if rie == "" {
-			rie = os.Getenv("AWS_LAMBDA_RIE")
-		}
-		if rie == "" {
-			rie = filepath.Join(root, ".local", "bin", "aws-lambda-rie")
-		}
-		if _, err := os.Stat(rie); err != nil {
-			return env, cleanup, fmt.Errorf("the emulator scenario needs the Runtime Interface Emulator at %s (run `make tools`): %w", rie, err)
+			if rie, err = devstack.FindRIE(root); err != nil {
+				return env, cleanup, fmt.Errorf("the emulator scenarios need it: %w", err)
+			}
 		}
 		env.RIE = rie
 		env.CrashBootstrap = filepath.Join(workDir, "crashfn", "bootstrap")
-		build := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-o", env.CrashBootstrap, "./internal/testrig/chaos/crashfn")
-		build.Dir = root
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return env, cleanup, fmt.Errorf("build the crash binary: %w\n%s", err, out)
+		if err := devstack.BuildBootstrap(ctx, devstack.Build{Root: root, Package: "./internal/testrig/chaos/crashfn", Out: env.CrashBootstrap}); err != nil {
+			return env, cleanup, err
 		}
 	}
 	if env.Endpoint == "" {

@@ -167,7 +167,7 @@ func cmdRun(ctx context.Context, ws workspace, args []string) (err error) {
 	}
 	l, err := startStack(ctx, ws, startOptions{
 		port:      *port,
-		stackName: "decnet-run-" + randomSuffix(),
+		stackName: devstack.UniqueName("decnet-run-"),
 		params:    params,
 		bootstrap: *bootstrap,
 		buildTo:   ws.local("run", "bootstrap"),

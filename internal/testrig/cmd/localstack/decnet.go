@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"decnet-attribution/internal/backoff"
 	"decnet-attribution/internal/bridge"
 	"decnet-attribution/internal/decnetbus"
 	"decnet-attribution/internal/testrig/busrig"
@@ -175,10 +176,8 @@ func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) err
 		if time.Now().After(deadline) {
 			return context.DeadlineExceeded
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -93,10 +91,4 @@ func observationTS(body string) (float64, bool) {
 		return observationTS(*msg.Message)
 	}
 	return 0, false
-}
-
-func randomSuffix() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // documented never to return an error
-	return hex.EncodeToString(b[:])
 }

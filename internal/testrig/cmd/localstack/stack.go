@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -39,18 +38,6 @@ func (w workspace) pidFiles() map[string]string {
 		w.local("moto.pid"): "moto.server",
 		w.local("esm.pid"):  " esm -queue-url ",
 	}
-}
-
-// rie returns the emulator binary: $AWS_LAMBDA_RIE or .local/bin.
-func (w workspace) rie() (string, error) {
-	path := os.Getenv("AWS_LAMBDA_RIE")
-	if path == "" {
-		path = w.local("bin", "aws-lambda-rie")
-	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("the Lambda Runtime Interface Emulator is not installed at %s: run `make tools`", path)
-	}
-	return path, nil
 }
 
 // startOptions tune startStack.
@@ -92,7 +79,7 @@ func startStack(ctx context.Context, ws workspace, o startOptions) (_ *localStac
 	if err != nil {
 		return nil, err
 	}
-	rie, err := ws.rie()
+	rie, err := devstack.FindRIE(ws.root)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +87,7 @@ func startStack(ctx context.Context, ws workspace, o startOptions) (_ *localStac
 	if bootstrap == "" {
 		bootstrap = o.buildTo
 		fmt.Fprintf(o.out, "building ./functions/attribution for this machine → %s\n", rel(ws, bootstrap))
-		if err := buildBootstrap(ctx, ws.root, bootstrap); err != nil {
+		if err := devstack.BuildBootstrap(ctx, devstack.Build{Root: ws.root, Package: devstack.FunctionPackage, Out: bootstrap}); err != nil {
 			return nil, err
 		}
 	}
@@ -155,18 +142,6 @@ func startStack(ctx context.Context, ws workspace, o startOptions) (_ *localStac
 	}
 	fmt.Fprintf(o.out, "function running under the Runtime Interface Emulator (pid %d), invoke URL %s\n", l.emulator.Process.PID(), l.emulator.InvokeURL)
 	return l, nil
-}
-
-// buildBootstrap builds the function for this machine with the Lambda
-// build tag.
-func buildBootstrap(ctx context.Context, root, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-o", out, "./functions/attribution")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build ./functions/attribution: %w\n%s", err, msg)
-	}
-	return nil
 }
 
 // envLines are the KEY=value lines of .local/stack.env.
