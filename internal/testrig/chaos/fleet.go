@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
@@ -96,7 +95,7 @@ func (f *fleet) newInstance() (*instance, error) {
 	awsCfg := devstack.AWSConfig(f.endpoint, devstack.DefaultRegion)
 	awsCfg.HTTPClient = &guardedClient{inner: f.http, life: l}
 	awsCfg.Retryer = func() aws.Retryer {
-		return &countingRetryer{RetryerV2: retry.NewStandard(), n: &f.sdkRetries, life: l}
+		return &crash.CountingRetryer{RetryerV2: retry.NewStandard(), N: &f.sdkRetries, Dead: l.isDead}
 	}
 	h, err := wiring.New(f.cfg, awsCfg, wiring.Options{
 		Logger:       f.logs.logger(),
@@ -162,23 +161,6 @@ func (c *guardedClient) Do(r *http.Request) (*http.Response, error) {
 		return nil, errDead
 	}
 	return c.inner.Do(r)
-}
-
-// countingRetryer counts the SDK's retries, and makes none for a dead
-// instance.
-type countingRetryer struct {
-	aws.RetryerV2
-	n    *atomic.Int64
-	life *life
-}
-
-func (r *countingRetryer) IsErrorRetryable(err error) bool {
-	return !r.life.isDead() && r.RetryerV2.IsErrorRetryable(err)
-}
-
-func (r *countingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
-	r.n.Add(1)
-	return r.RetryerV2.RetryDelay(attempt, err)
 }
 
 // lineSink keeps the function's log lines.

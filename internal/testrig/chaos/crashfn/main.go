@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -46,7 +45,7 @@ func main() {
 		os.Exit(1)
 	}
 	var retries atomic.Int64
-	awsCfg.Retryer = func() aws.Retryer { return &countingRetryer{RetryerV2: retry.NewStandard(), n: &retries} }
+	awsCfg.Retryer = func() aws.Retryer { return &crash.CountingRetryer{RetryerV2: retry.NewStandard(), N: &retries} }
 
 	var recorder *crash.FileRecorder
 	var probe attribution.Store
@@ -90,15 +89,4 @@ func main() {
 		}
 		return resp, err
 	})
-}
-
-// countingRetryer counts the retries the SDK makes.
-type countingRetryer struct {
-	aws.RetryerV2
-	n *atomic.Int64
-}
-
-func (r *countingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
-	r.n.Add(1)
-	return r.RetryerV2.RetryDelay(attempt, err)
 }
