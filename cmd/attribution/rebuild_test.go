@@ -50,7 +50,7 @@ func mustBusTap(tb testing.TB, srv *awstest.Server, stack *devstack.Stack) strin
 	tb.Helper()
 	ctx := context.Background()
 	sq, eb := sqs.NewFromConfig(srv.Config()), eventbridge.NewFromConfig(srv.Config())
-	name := awstest.UniqueName("tap-")
+	name := devstack.UniqueName("tap-")
 	q, err := sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		tb.Fatal(err)

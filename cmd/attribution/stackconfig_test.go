@@ -211,7 +211,7 @@ func TestStackOutputsFromCloudFormation(t *testing.T) {
 	srv, stack := mustStack(t)
 	ctx := context.Background()
 	cfn := cloudformation.NewFromConfig(srv.Config())
-	name := awstest.UniqueName("cli-")
+	name := devstack.UniqueName("cli-")
 	outputs := map[string]any{}
 	for _, r := range []resource{identitiesTable, observationsTable, statesTable, eventBus} {
 		outputs[r.output] = map[string]any{"Value": stack.EnvMap()[r.env]}

@@ -11,15 +11,10 @@ import (
 	"decnet-attribution/internal/attribution"
 )
 
-// genPoints draws one random series of a kind, in series order.
-// A dense hash series packs its points into the hash window, so up to 80
-// distinct hashes are in it at once.
-func genPoints(rng *rand.Rand, kind attribution.Kind, n int, dense bool) []attribution.Point {
-	return genPointsOf(rng, kind, n, dense, false)
-}
-
-// genPointsOf is genPoints, with values from the equality pools if
-// equality is set.
+// genPointsOf draws one random series of a kind, in series order, with
+// values from the equality pools if equality is set. A dense hash series
+// packs its points into the hash window, so up to 80 distinct hashes are in
+// it at once.
 func genPointsOf(rng *rand.Rand, kind attribution.Kind, n int, dense, equality bool) []attribution.Point {
 	var vals []string
 	switch {

@@ -18,6 +18,7 @@ import (
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/eventbus"
 	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 // routedBus is an event bus whose rule on Source decnet.attribution
@@ -32,7 +33,7 @@ type routedBus struct {
 // that it is the test's own on the shared moto server.
 func mustRoutedBus(tb testing.TB, ctx context.Context, eb *eventbridge.Client, sq *sqs.Client, prefix string) routedBus {
 	tb.Helper()
-	name := awstest.UniqueName(prefix + "-")
+	name := devstack.UniqueName(prefix + "-")
 	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(name)}); err != nil {
 		tb.Fatalf("create event bus %s: %v", name, err)
 	}

@@ -206,7 +206,7 @@ type busQueue struct {
 func mustBusQueue(tb testing.TB, e *testEnv) *busQueue {
 	tb.Helper()
 	ctx := context.Background()
-	name := awstest.UniqueName("bus-tap-")
+	name := devstack.UniqueName("bus-tap-")
 	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		tb.Fatal(err)

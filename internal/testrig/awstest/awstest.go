@@ -104,20 +104,6 @@ func (s *Server) Config() aws.Config {
 	return devstack.AWSConfig(s.Endpoint, devstack.DefaultRegion)
 }
 
-// Reset drops every resource on the server. Every test of the binary shares
-// the server, so only call it where no other test runs in parallel; prefer
-// the uniquely named resources of NewStack.
-func (s *Server) Reset(tb testing.TB) {
-	tb.Helper()
-	if err := devstack.ResetMoto(context.Background(), s.Endpoint); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// UniqueName returns prefix followed by a random suffix, for resources that
-// must not collide with other tests on the shared server.
-func UniqueName(prefix string) string { return devstack.UniqueName(prefix) }
-
 // StackOption customises NewStack.
 type StackOption func(*devstack.Options)
 
@@ -144,7 +130,7 @@ func NewStack(tb testing.TB, srv *Server, opts ...StackOption) *devstack.Stack {
 // NewStackFrom is NewStack with another template.
 func NewStackFrom(tb testing.TB, srv *Server, tmpl *devstack.Template, opts ...StackOption) *devstack.Stack {
 	tb.Helper()
-	o := devstack.Options{StackName: UniqueName("t"), Endpoint: srv.Endpoint}
+	o := devstack.Options{StackName: devstack.UniqueName("t"), Endpoint: srv.Endpoint}
 	for _, opt := range opts {
 		opt(&o)
 	}

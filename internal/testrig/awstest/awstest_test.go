@@ -69,14 +69,3 @@ func TestRepoRootHoldsTemplate(t *testing.T) {
 		t.Fatal("template has no resources")
 	}
 }
-
-func TestUniqueName(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		n := awstest.UniqueName("x-")
-		if seen[n] || len(n) != len("x-")+10 {
-			t.Fatalf("UniqueName gave %q (seen before: %v)", n, seen[n])
-		}
-		seen[n] = true
-	}
-}

@@ -2,8 +2,6 @@ package bench_test
 
 import (
 	"bytes"
-	"image"
-	"image/color"
 	"strings"
 	"testing"
 
@@ -150,17 +148,4 @@ func TestWriteReportShowsBothDesignsAndRatios(t *testing.T) {
 			t.Errorf("COST.md lacks %q:\n%s", want, md.String())
 		}
 	}
-}
-
-func count(img image.Image, c color.RGBA) int {
-	n := 0
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			if color.RGBAModel.Convert(img.At(x, y)) == c {
-				n++
-			}
-		}
-	}
-	return n
 }

@@ -69,9 +69,6 @@ func Listen(path string, opts ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-// Path is the socket's path.
-func (s *Server) Path() string { return s.path }
-
 // ServerStats counts what a server did.
 type ServerStats struct {
 	Published, Delivered, Dropped, Rejected int64

@@ -15,6 +15,7 @@ import (
 	"decnet-attribution/internal/itemsize"
 	"decnet-attribution/internal/testrig/awstest"
 	"decnet-attribution/internal/testrig/capacity"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -74,7 +75,7 @@ func expectUsage(tb testing.TB, meter *capacity.Meter, op string, want capacity.
 func TestMeterAgainstMoto(t *testing.T) {
 	ctx := context.Background()
 	client, meter := mustMeteredClient(t)
-	table := awstest.UniqueName("capacity-meter-")
+	table := devstack.UniqueName("capacity-meter-")
 
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: aws.String(table),

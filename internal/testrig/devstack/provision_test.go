@@ -362,7 +362,7 @@ func TestProvisionTwiceReuses(t *testing.T) {
 	t.Parallel()
 	srv := awstest.Moto(t)
 	tmpl := awstest.Template(t)
-	opts := devstack.Options{StackName: awstest.UniqueName("t"), Endpoint: srv.Endpoint}
+	opts := devstack.Options{StackName: devstack.UniqueName("t"), Endpoint: srv.Endpoint}
 	ctx := context.Background()
 	first, err := devstack.Provision(ctx, devstack.NewClients(srv.Config()), tmpl, opts)
 	if err != nil {
@@ -381,7 +381,7 @@ func TestProvisionRejectsBadParameter(t *testing.T) {
 	t.Parallel()
 	srv := awstest.Moto(t)
 	_, err := devstack.Provision(context.Background(), devstack.NewClients(srv.Config()), awstest.Template(t), devstack.Options{
-		StackName:  awstest.UniqueName("t"),
+		StackName:  devstack.UniqueName("t"),
 		Parameters: map[string]string{"FunctionTimeout": "7"}, // not in the VisibilityTimeouts mapping
 	})
 	if err == nil || !strings.Contains(err.Error(), "VisibilityTimeouts/7/Seconds not found") {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
 	"decnet-attribution/internal/testrig/faultproxy"
 )
 
@@ -113,7 +114,7 @@ func eachRoute(t *testing.T, test func(t *testing.T, r route)) {
 // uniqueName returns a resource name no other test uses against the shared
 // moto server.
 func uniqueName(prefix string) string {
-	return awstest.UniqueName(prefix + "-")
+	return devstack.UniqueName(prefix + "-")
 }
 
 func testContext(tb testing.TB) context.Context {

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"decnet-attribution/internal/testrig/awstest"
+	"decnet-attribution/internal/testrig/devstack"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -39,7 +40,7 @@ type testQueue struct {
 func mustQueue(tb testing.TB, client *sqs.Client, maxReceiveCount int) testQueue {
 	tb.Helper()
 	ctx := context.Background()
-	name := awstest.UniqueName("esm-")
+	name := devstack.UniqueName("esm-")
 	var q testQueue
 	attrs := map[string]string{"VisibilityTimeout": "1"}
 	if maxReceiveCount > 0 {
