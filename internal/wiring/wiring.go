@@ -47,11 +47,6 @@ type Options struct {
 	// until the function times out. It applies to the SDK's own client;
 	// a client supplied in aws.Config.HTTPClient is left as it is.
 	CallTimeout time.Duration
-	// FullRecompute selects the whole-series design (for comparison).
-	FullRecompute bool
-	// WrapStore and WrapPublisher decorate the adapters (fault injection).
-	WrapStore     func(attribution.Store) attribution.Store
-	WrapPublisher func(attribution.Publisher) attribution.Publisher
 }
 
 // New builds the SQS handler.
@@ -76,12 +71,11 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 	}
 	awsCfg.HTTPClient = boundedHTTPClient(awsCfg.HTTPClient, opts.CallTimeout)
 	ddb := dynamodb.NewFromConfig(awsCfg, opts.DynamoDBOptions...)
-	var store attribution.Store = ddbstore.New(ddb, ddbstore.Tables{
+	store := ddbstore.New(ddb, ddbstore.Tables{
 		Identities:   cfg.IdentitiesTable,
 		Observations: cfg.ObservationsTable,
 		States:       cfg.StatesTable,
 	}, cfg.ObservationTTL)
-	identities := store.(attribution.Identities)
 	publisher, err := eventbus.New(eventbridge.NewFromConfig(awsCfg, opts.EventBridgeOptions...), eventbus.Config{
 		BusName: cfg.EventBusName,
 		Logger:  logger,
@@ -90,25 +84,17 @@ func New(cfg config.Config, awsCfg aws.Config, opts Options) (*sqshandler.Handle
 	if err != nil {
 		return nil, err
 	}
-	var pub attribution.Publisher = publisher
-	if opts.WrapStore != nil {
-		store = opts.WrapStore(store)
-	}
-	if opts.WrapPublisher != nil {
-		pub = opts.WrapPublisher(pub)
-	}
 	h := &sqshandler.Handler{
 		Processor: &attribution.Processor{
-			Store:         store,
-			Identities:    identities,
-			Publisher:     pub,
-			Registry:      cfg.Registry,
-			Thresholds:    cfg.Thresholds,
-			Logger:        logger,
-			Metrics:       metrics,
-			FullRecompute: opts.FullRecompute,
-			Concurrency:   cfg.Concurrency,
-			CacheBytes:    cfg.CacheBytes,
+			Store:       store,
+			Identities:  store,
+			Publisher:   publisher,
+			Registry:    cfg.Registry,
+			Thresholds:  cfg.Thresholds,
+			Logger:      logger,
+			Metrics:     metrics,
+			Concurrency: cfg.Concurrency,
+			CacheBytes:  cfg.CacheBytes,
 		},
 		Logger:  logger,
 		Metrics: metrics,

@@ -1,7 +1,7 @@
 // Package bench measures what one observation costs the attribution
 // function: DynamoDB requests and capacity units, EventBridge entries and
 // handler CPU time, for the incremental design and for the full-recompute
-// design (wiring.Options.FullRecompute) side by side, against prior
+// design (attribution.Processor.FullRecompute, set on the wired function) side by side, against prior
 // history of 10 to 10,000 observations per series; and the function's
 // size and start-up under the Runtime Interface Emulator. `make bench`
 // runs it through internal/testrig/cmd/bench.

@@ -35,7 +35,7 @@ const (
 	// O(1) per observation.
 	Incremental Design = "incremental"
 	// FullRecompute reads the whole series for every observation, as the
-	// reference worker does (wiring.Options.FullRecompute).
+	// reference worker does (attribution.Processor.FullRecompute).
 	FullRecompute Design = "full-recompute"
 )
 
@@ -307,14 +307,18 @@ type rig struct {
 }
 
 func (r *rig) handler() (*sqshandler.Handler, error) {
-	return wiring.New(r.cfg, r.aws, wiring.Options{
+	h, err := wiring.New(r.cfg, r.aws, wiring.Options{
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MetricsOut:         io.Discard,
 		FunctionName:       "bench",
 		DynamoDBOptions:    []func(*dynamodb.Options){r.meter.Option(), r.probe.dynamoDBOption},
 		EventBridgeOptions: []func(*eventbridge.Options){r.probe.eventBridgeOption},
-		FullRecompute:      r.design == FullRecompute,
 	})
+	if err != nil {
+		return nil, err
+	}
+	h.Processor.FullRecompute = r.design == FullRecompute
+	return h, nil
 }
 
 // nextSessions reserves n session numbers after the history.

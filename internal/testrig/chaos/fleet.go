@@ -101,26 +101,25 @@ func (f *fleet) newInstance() (*instance, error) {
 		Logger:       f.logs.logger(),
 		MetricsOut:   f.metrics,
 		FunctionName: "chaos",
-		WrapStore: func(s attribution.Store) attribution.Store {
-			if f.sabotageStore != nil {
-				s = f.sabotageStore(s)
-			}
-			cs := &crash.Store{Store: s, Plan: f.plan, Die: l.die, Dead: l.isDead, Probe: f.probe}
-			if f.recorder != nil {
-				cs.Recorder = f.recorder
-			}
-			return cs
-		},
-		WrapPublisher: func(p attribution.Publisher) attribution.Publisher {
-			if f.sabotagePublisher != nil {
-				p = f.sabotagePublisher(p)
-			}
-			return &crash.Publisher{Publisher: p, Plan: f.plan, Die: l.die, Dead: l.isDead}
-		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build function instance: %w", err)
 	}
+	// Sabotage (in the harness's own tests) and crash points wrap the
+	// adapters the function was wired with.
+	proc := h.Processor
+	if f.sabotageStore != nil {
+		proc.Store = f.sabotageStore(proc.Store)
+	}
+	if f.sabotagePublisher != nil {
+		proc.Publisher = f.sabotagePublisher(proc.Publisher)
+	}
+	cs := &crash.Store{Store: proc.Store, Plan: f.plan, Die: l.die, Dead: l.isDead, Probe: f.probe}
+	if f.recorder != nil {
+		cs.Recorder = f.recorder
+	}
+	proc.Store = cs
+	proc.Publisher = &crash.Publisher{Publisher: proc.Publisher, Plan: f.plan, Die: l.die, Dead: l.isDead}
 	f.built.Add(1)
 	return &instance{handler: h, life: l}, nil
 }

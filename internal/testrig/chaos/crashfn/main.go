@@ -66,22 +66,19 @@ func main() {
 		return nil
 	}
 	crashPlan := plan.Plan()
-	opts := wiring.LambdaOptions(logger)
-	opts.WrapStore = func(s attribution.Store) attribution.Store {
-		st := &crash.Store{Store: s, Plan: crashPlan, Die: die, Probe: probe}
-		if recorder != nil {
-			st.Recorder = recorder
-		}
-		return st
-	}
-	opts.WrapPublisher = func(p attribution.Publisher) attribution.Publisher {
-		return &crash.Publisher{Publisher: p, Plan: crashPlan, Die: die}
-	}
-	handler, err := wiring.New(cfg, awsCfg, opts)
+	handler, err := wiring.New(cfg, awsCfg, wiring.LambdaOptions(logger))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The crash points wrap the adapters the function was wired with.
+	proc := handler.Processor
+	st := &crash.Store{Store: proc.Store, Plan: crashPlan, Die: die, Probe: probe}
+	if recorder != nil {
+		st.Recorder = recorder
+	}
+	proc.Store = st
+	proc.Publisher = &crash.Publisher{Publisher: proc.Publisher, Plan: crashPlan, Die: die}
 	lambda.Start(func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		resp, err := handler.Handle(ctx, ev)
 		if n := retries.Swap(0); n > 0 {
