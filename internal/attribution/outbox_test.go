@@ -136,7 +136,7 @@ func TestProcessorPublishesRebuildOutbox(t *testing.T) {
 
 	// The rebuild, as after a change of thresholds: stable → conflicted.
 	rec := mustRecord(t, store, key)
-	obs, err := store.LoadObservations(ctx, key)
+	obs, err := store.StoredObservations(key), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

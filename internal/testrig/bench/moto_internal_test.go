@@ -182,14 +182,12 @@ func TestProbeSizesIdentityRecords(t *testing.T) {
 	obs := w.Observation(s, 1)
 	rec := attribution.NewSeriesRecord(key, catalogue[0].Kind, th)
 	rec.Series.Add(obs.Point())
-	change := rec.Transition(rec.Series.State(th), obs.AttackerUUID)
-	ev, err := change.Event()
-	if err != nil {
+	if _, err := rec.Settle(rec.Series.State(th), obs.AttackerUUID); err != nil {
 		t.Fatal(err)
 	}
 	ident := &attribution.IdentityRecord{IdentityUUID: key.IdentityUUID, Flagged: []string{key.Primitive}}
 	c := &attribution.Commit{
-		Observations: []attribution.ObservationWrite{{Key: key, Observation: obs, Events: []attribution.Event{ev}}},
+		Observations: []attribution.ObservationWrite{{Key: key, Observation: obs, Revision: 1}},
 		Series:       []*attribution.SeriesRecord{rec},
 		Identity:     ident,
 	}
