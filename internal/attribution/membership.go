@@ -667,13 +667,7 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 // the message is delivered again and publishes them again, same IDs.
 func (p *Processor) publishOutboxEvents(ctx context.Context, events []Event, owner map[string]SeriesKey) error {
 	acked, blocked, err := p.deliver(ctx, events, owner)
-	for _, k := range slices.SortedFunc(maps.Keys(acked), func(a, b SeriesKey) int { return strings.Compare(a.String(), b.String()) }) {
-		if err := p.Store.Ack(ctx, k, acked[k]); err != nil {
-			p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", acked[k], "error", err)
-			continue
-		}
-		p.cache.ack(k, acked[k])
-	}
+	p.acknowledge(ctx, acked, nil)
 	if len(blocked) > 0 {
 		return fmt.Errorf("publish events: %w", err)
 	}

@@ -216,6 +216,7 @@ type unitRun struct {
 	consistent bool // after any failed commit the cache, and cheap reads, may be stale
 	conflicts  int  // version conflicts in a row
 	conditions int  // failed observation conditions (transactional design)
+	committed  map[SeriesKey]bool
 }
 
 func (u *unitRun) run(ctx context.Context) {
@@ -281,7 +282,7 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 	}
 	wg.Wait()
 	progress, conflict := false, false
-	var conflictErr error
+	var conflictErr, unknown error
 	for i, c := range pl.commits {
 		owners := pl.owners[i]
 		err := results[i]
@@ -290,6 +291,12 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 		switch {
 		case err == nil:
 			u.p.cache.putCommitted(c)
+			if u.committed == nil {
+				u.committed = make(map[SeriesKey]bool)
+			}
+			for _, r := range c.Series {
+				u.committed[r.Key] = true
+			}
 			for _, it := range owners {
 				it.state = applied
 				if it.stored != nil {
@@ -312,13 +319,21 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 			it.stored, it.known = nil, true
 		case errors.Is(err, ErrVersionConflict):
 			conflict, conflictErr = true, err
+			u.p.count(MetricVersionConflicts, 1)
 		default:
 			// The commit may or may not have been stored: its messages are
 			// delivered again and find out.
 			settle(owners, err)
+			unknown = err
 		}
 		u.p.cache.forget(c)
 		u.consistent = true
+	}
+	if unknown != nil {
+		// What follows in the batch waits too: a later amendment of one of
+		// them must not be applied before its redelivery.
+		settle(u.inState(waiting), unknown)
+		return false
 	}
 	if u.conditions > 2*len(u.items)+2 {
 		settle(u.inState(waiting), errors.New("observation conditions keep failing"))
@@ -328,7 +343,6 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 		u.conflicts = 0
 		return true
 	}
-	u.p.count(MetricVersionConflicts, 1)
 	if progress {
 		u.conflicts = 0 // only consecutive conflicts count
 		return true
@@ -393,11 +407,35 @@ func (u *unitRun) finish(ctx context.Context) {
 	}
 	events = append(events, legacy...)
 	acked, blocked, err := u.p.deliver(ctx, events, owners)
-	for k, pos := range acked {
-		u.p.cache.ack(k, pos) // written with the series' next commit
-	}
+	u.p.acknowledge(ctx, acked, u.committed)
 	if len(blocked) > 0 {
 		u.failSeries(blocked, fmt.Errorf("publish events: %w", err))
+	}
+	wg.Wait()
+}
+
+// acknowledge records how far the bus took each series' outbox. A series
+// this unit committed keeps the position in the cache, and its next commit
+// writes it at no cost; one it only touched (a redelivery, a rebuild's
+// outbox) gets an acknowledgement of its own, or every new processor
+// would publish those events again.
+func (p *Processor) acknowledge(ctx context.Context, acked map[SeriesKey]int64, committed map[SeriesKey]bool) {
+	var wg sync.WaitGroup
+	for k, pos := range acked {
+		if committed[k] {
+			p.cache.ack(k, pos)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Store.Ack(ctx, k, pos); err != nil {
+				// Harmless: the events go out again, with the same IDs.
+				p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
+				return
+			}
+			p.cache.ack(k, pos)
+		}()
 	}
 	wg.Wait()
 }
