@@ -101,13 +101,8 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 		}
 		for _, prim := range whole {
 			points := make(map[string]Point)
-			for _, o := range union[prim] {
+			for _, o := range records[prim].Observations(union[prim]) {
 				points[pointKey(SeriesKey{IdentityUUID: StubIdentityID(o.AttackerUUID), Primitive: prim}, o.EvidenceRef)] = o.Point()
-			}
-			// Inline observations are newer than any item of theirs.
-			for _, o := range records[prim].Inline {
-				ref := o.Ref()
-				points[pointKey(ref.Key, ref.Ref)] = o.Observation.Point()
 			}
 			in.whole[prim] = points
 		}

@@ -112,6 +112,30 @@ func (r *SeriesRecord) release() {
 	r.Inline = kept
 }
 
+// Observations returns the whole series: items, the stored observations of
+// its members, overlaid by what the record holds inline (newer than any
+// item of theirs).
+func (r *SeriesRecord) Observations(items []Observation) []Observation {
+	byKey := make(map[string]int, len(items)+len(r.Inline))
+	out := make([]Observation, 0, len(items)+len(r.Inline))
+	put := func(o Observation) {
+		k := pointKey(SeriesKey{IdentityUUID: StubIdentityID(o.AttackerUUID), Primitive: o.Primitive}, o.EvidenceRef)
+		if i, ok := byKey[k]; ok {
+			out[i] = o
+			return
+		}
+		byKey[k] = len(out)
+		out = append(out, o)
+	}
+	for _, o := range items {
+		put(o)
+	}
+	for _, o := range r.Inline {
+		put(o.Observation)
+	}
+	return out
+}
+
 // markWritten notes that the items under refs are stored.
 func (r *SeriesRecord) markWritten(refs []ObservationRef) {
 	for _, ref := range refs {
