@@ -15,7 +15,10 @@ type planInput struct {
 	identity string
 	items    []*item
 	records  map[string]*SeriesRecord // by primitive
-	ident    *IdentityRecord
+	// ident is the identity record, when prepare read it: planning asks
+	// for it (errNeedIdentity) when a series is created or a primitive
+	// enters or leaves multi_actor.
+	ident *IdentityRecord
 	// whole holds, by primitive, every point of a series recomputed from
 	// scratch (an amendment, a record built under other settings), by
 	// pointKey.
@@ -33,6 +36,9 @@ type plan struct {
 // another membership than the one its attackers were resolved under.
 var errStaleResolution = errors.New("membership changed since the attackers were resolved")
 
+// errNeedIdentity asks prepare to read the identity record and plan again.
+var errNeedIdentity = errors.New("the plan needs the identity record")
+
 // prepare reads what planning needs: records and the identity record (the
 // cache's when warm), then, for items their record cannot answer for,
 // whether their observation is stored, then the whole series where a
@@ -47,11 +53,12 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 	if err != nil {
 		return nil, err
 	}
-	ident, err := p.loadIdentity(ctx, u.identity, u.consistent)
-	if err != nil {
-		return nil, err
+	in := &planInput{identity: u.identity, items: todo, records: records, whole: make(map[string]map[string]Point)}
+	if u.needIdentity {
+		if in.ident, err = p.loadIdentity(ctx, u.identity, u.consistent); err != nil {
+			return nil, err
+		}
 	}
-	in := &planInput{identity: u.identity, items: todo, records: records, ident: ident, whole: make(map[string]map[string]Point)}
 	var lookup []ObservationRef
 	for _, it := range todo {
 		rec := records[it.key.Primitive]
@@ -147,6 +154,9 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		rec := in.records[prim]
 		if rec.Version > 0 && rec.Membership != it.res.membership {
 			return nil, errStaleResolution
+		}
+		if rec.Version == 0 && in.ident == nil {
+			return nil, errNeedIdentity
 		}
 		if rec.Version == 0 && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
 			return nil, errStaleResolution
@@ -245,6 +255,9 @@ func (p *Processor) apply(in *planInput, sp *seriesPlan, it *item) error {
 		rec.enqueue(e)
 	}
 	if Touches(change) {
+		if in.ident == nil {
+			return errNeedIdentity
+		}
 		if s := in.ident.Flag(change, p.Thresholds); s != nil {
 			if err := rec.Enqueue(s); err != nil {
 				return err

@@ -136,6 +136,26 @@ func (r *SeriesRecord) Observations(items []Observation) []Observation {
 	return out
 }
 
+// HoldSeries holds the observations of a whole series, given in order, as the
+// processor leaves them: the newest within the budget inline, the rest
+// returned for their items to be written (the record then no longer holds
+// the whole series). For tools that store a series at once.
+func (r *SeriesRecord) HoldSeries(observations []Observation) []Observation {
+	r.Inline = r.Inline[:0]
+	for _, o := range observations {
+		r.putInline(InlineObservation{Observation: o, Revision: 1})
+	}
+	r.Complete = true
+	over := r.overflow()
+	items := make([]Observation, len(over))
+	for i := range over {
+		r.Inline[i].written = true
+		items[i] = over[i].Observation
+	}
+	r.release()
+	return items
+}
+
 // markWritten notes that the items under refs are stored.
 func (r *SeriesRecord) markWritten(refs []ObservationRef) {
 	for _, ref := range refs {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -24,8 +25,8 @@ import (
 const capacityMeterID = "CapacityMeter"
 
 // probe is SDK middleware beside the capacity meter. It attributes each
-// DynamoDB request to the identity it serves (so the longest sequence of
-// requests one identity's observations wait on is known), counts
+// DynamoDB request to the identity it serves (so the round trips one
+// identity's observations wait on are known), counts
 // EventBridge entries, and, while paused, takes the meter off the
 // requests so that timed batches do not pay for the meter's side reads.
 //
@@ -46,10 +47,15 @@ type probe struct {
 	side                 itemReader
 	states, observations string
 
-	mu       sync.Mutex
-	requests map[string]int // DynamoDB requests by identity ("" unknown)
-	ebCalls  map[string]int // PutEvents calls by identity
-	entries  int            // EventBridge entries
+	mu sync.Mutex
+	// rounds counts, by identity ("" unknown), the DynamoDB round trips its
+	// observations waited on: requests in flight together (the processor's
+	// parallel writes of several series) are one round.
+	rounds   map[string]int
+	inFlight map[string]int
+	last     map[string]lastRequest // the identity's latest request
+	ebCalls  map[string]int         // PutEvents calls by identity
+	entries  int                    // EventBridge entries
 	// identityHalves are the half write units spent on identity records
 	// since the last reset, identityWrites the identity-record writes of
 	// committed transactions.
@@ -59,6 +65,21 @@ type probe struct {
 	// written are the observation items of committed transactions since
 	// the probe was made (reset keeps them).
 	written []writtenObservation
+}
+
+// lastRequest is the operation and start of a request.
+type lastRequest struct {
+	op string
+	at time.Time
+}
+
+// fanOutWindow is how closely a request of the same operation must follow
+// the previous one to count as part of one parallel fan-out.
+const fanOutWindow = 5 * time.Millisecond
+
+// fanOutOps are the writes the processor sends in parallel.
+var fanOutOps = map[string]bool{
+	"*dynamodb.UpdateItemInput": true, "*dynamodb.PutItemInput": true, "*dynamodb.TransactWriteItemsInput": true,
 }
 
 // itemReader is the part of a DynamoDB client the write accounting reads
@@ -103,7 +124,7 @@ func (p *probe) know(attacker, identity string) {
 func (p *probe) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.requests = map[string]int{}
+	p.rounds, p.inFlight, p.last = map[string]int{}, map[string]int{}, map[string]lastRequest{}
 	p.ebCalls = map[string]int{}
 	p.entries = 0
 	p.identityHalves, p.identityWrites, p.sizeErr = 0, 0, nil
@@ -121,9 +142,26 @@ func (p *probe) dynamoDBOption(o *dynamodb.Options) {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("BenchProbe",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				id := p.identityOf(in.Parameters)
+				op, now := fmt.Sprintf("%T", in.Parameters), time.Now()
 				p.mu.Lock()
-				p.requests[id]++
+				// A request joins the round in flight, or, when it is a write
+				// of the operation just sent and follows it closely, the
+				// fan-out it belongs to: the processor writes series and
+				// items in parallel, and a goroutine may start after a
+				// sibling's answer. Its reads go in sequence.
+				prev := p.last[id]
+				fanOut := fanOutOps[op] && prev.op == op && now.Sub(prev.at) <= fanOutWindow
+				if p.inFlight[id] == 0 && !fanOut {
+					p.rounds[id]++
+				}
+				p.inFlight[id]++
+				p.last[id] = lastRequest{op: op, at: now}
 				p.mu.Unlock()
+				defer func() {
+					p.mu.Lock()
+					p.inFlight[id]--
+					p.mu.Unlock()
+				}()
 				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok && p.side != nil {
 					return p.accountTransaction(ctx, tx, func() (middleware.InitializeOutput, middleware.Metadata, error) {
 						return next.HandleInitialize(ctx, in)
@@ -310,13 +348,13 @@ func conditionFailed(e *types.TransactionCanceledException) bool {
 	return false
 }
 
-// counts returns the DynamoDB requests of the identity that made the most,
-// the requests no identity could be found for, the PutEvents calls of the
-// identity that made the most, and the EventBridge entries.
+// counts returns the DynamoDB round trips of the identity that waited on
+// the most, the rounds no identity could be found for, the PutEvents calls
+// of the identity that made the most, and the EventBridge entries.
 func (p *probe) counts() (critical, unattributed, ebCritical, entries int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for id, n := range p.requests {
+	for id, n := range p.rounds {
 		if id == "" {
 			unattributed = n
 			continue

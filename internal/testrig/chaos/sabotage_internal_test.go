@@ -77,16 +77,17 @@ func (d *dropping) Publish(ctx context.Context, events []attribution.Event) erro
 	return d.Publisher.Publish(ctx, kept)
 }
 
-// forgetful hides what is stored of observations, so that a redelivered
-// one looks new: records show nothing inline, lookups find nothing.
+// forgetful loses what records hold of their observations, so that a
+// redelivered one looks new: commits drop the records' inline
+// observations (the processor's cache keeps what it committed, so it
+// forgets too), lookups find nothing.
 type forgetful struct{ attribution.Store }
 
-func (f forgetful) LoadSeries(ctx context.Context, identity string, primitives []string, consistent bool) (map[string]*attribution.SeriesRecord, error) {
-	recs, err := f.Store.LoadSeries(ctx, identity, primitives, consistent)
-	for _, r := range recs {
+func (f forgetful) Commit(ctx context.Context, c *attribution.Commit) error {
+	for _, r := range c.Series {
 		r.Inline, r.Complete = nil, false
 	}
-	return recs, err
+	return f.Store.Commit(ctx, c)
 }
 
 func (f forgetful) LookupObservations(context.Context, []attribution.ObservationRef) (map[attribution.ObservationRef]attribution.StoredObservation, error) {
