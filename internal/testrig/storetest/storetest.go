@@ -240,7 +240,7 @@ func testPutRevisions(t *testing.T, s Backend) {
 		return got[attribution.ObservationRef{Key: key, Ref: "r1"}]
 	}
 	put(`"typed"`, 2)
-	put(`"typed"`, 2) // the same write again
+	put(`"typed"`, 2)  // the same write again
 	put(`"pasted"`, 1) // a slow write of an earlier revision
 	if got := stored(); got.Revision != 2 || got.Observation.Value != `"typed"` {
 		t.Fatalf("after an earlier revision: %+v; want revision 2 kept", got)
