@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -49,13 +48,13 @@ type probe struct {
 
 	mu sync.Mutex
 	// rounds counts, by identity ("" unknown), the DynamoDB round trips its
-	// observations waited on: requests in flight together (the processor's
-	// parallel writes of several series) are one round.
-	rounds   map[string]int
-	inFlight map[string]int
-	last     map[string]lastRequest // the identity's latest request
-	ebCalls  map[string]int         // PutEvents calls by identity
-	entries  int                    // EventBridge entries
+	// observations waited on: a run of writes of one kind (the processor
+	// sends the commits of several series, or the items they let go of, in
+	// parallel) is one round; every read is one.
+	rounds  map[string]int
+	last    map[string]string // the write kind of the identity's latest request ("" a read)
+	ebCalls map[string]int    // PutEvents calls by identity
+	entries int               // EventBridge entries
 	// identityHalves are the half write units spent on identity records
 	// since the last reset, identityWrites the identity-record writes of
 	// committed transactions.
@@ -67,19 +66,17 @@ type probe struct {
 	written []writtenObservation
 }
 
-// lastRequest is the operation and start of a request.
-type lastRequest struct {
-	op string
-	at time.Time
-}
-
-// fanOutWindow is how closely a request of the same operation must follow
-// the previous one to count as part of one parallel fan-out.
-const fanOutWindow = 5 * time.Millisecond
-
-// fanOutOps are the writes the processor sends in parallel.
-var fanOutOps = map[string]bool{
-	"*dynamodb.UpdateItemInput": true, "*dynamodb.PutItemInput": true, "*dynamodb.TransactWriteItemsInput": true,
+// writeKind names the parallel fan-out a write belongs to: the commits of
+// series records (alone or in transactions), or the observation items
+// written after them; "" for a read.
+func writeKind(params any) string {
+	switch params.(type) {
+	case *dynamodb.UpdateItemInput, *dynamodb.TransactWriteItemsInput:
+		return "commit"
+	case *dynamodb.PutItemInput:
+		return "items"
+	}
+	return ""
 }
 
 // itemReader is the part of a DynamoDB client the write accounting reads
@@ -124,7 +121,7 @@ func (p *probe) know(attacker, identity string) {
 func (p *probe) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.rounds, p.inFlight, p.last = map[string]int{}, map[string]int{}, map[string]lastRequest{}
+	p.rounds, p.last = map[string]int{}, map[string]string{}
 	p.ebCalls = map[string]int{}
 	p.entries = 0
 	p.identityHalves, p.identityWrites, p.sizeErr = 0, 0, nil
@@ -142,26 +139,13 @@ func (p *probe) dynamoDBOption(o *dynamodb.Options) {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("BenchProbe",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				id := p.identityOf(in.Parameters)
-				op, now := fmt.Sprintf("%T", in.Parameters), time.Now()
+				kind := writeKind(in.Parameters)
 				p.mu.Lock()
-				// A request joins the round in flight, or, when it is a write
-				// of the operation just sent and follows it closely, the
-				// fan-out it belongs to: the processor writes series and
-				// items in parallel, and a goroutine may start after a
-				// sibling's answer. Its reads go in sequence.
-				prev := p.last[id]
-				fanOut := fanOutOps[op] && prev.op == op && now.Sub(prev.at) <= fanOutWindow
-				if p.inFlight[id] == 0 && !fanOut {
+				if kind == "" || kind != p.last[id] {
 					p.rounds[id]++
 				}
-				p.inFlight[id]++
-				p.last[id] = lastRequest{op: op, at: now}
+				p.last[id] = kind
 				p.mu.Unlock()
-				defer func() {
-					p.mu.Lock()
-					p.inFlight[id]--
-					p.mu.Unlock()
-				}()
 				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok && p.side != nil {
 					return p.accountTransaction(ctx, tx, func() (middleware.InitializeOutput, middleware.Metadata, error) {
 						return next.HandleInitialize(ctx, in)

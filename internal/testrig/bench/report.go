@@ -297,7 +297,7 @@ func Checks(r *Report) []Check {
 		v, at = worst(all, get)
 		out = append(out, Check{
 			Name: "DynamoDB round trips on the critical path, warm", Limit: "≤ 3", Measured: fmt.Sprintf("%.0f", v), Met: v <= 3,
-			Detail: fmt.Sprintf("The most round trips one identity's observations waited on in a batch (identities go in parallel; requests in flight together, such as the commits of several series of one identity, are one round trip). Worst at history %d, batch %d (%s). Worst per history: %s.",
+			Detail: fmt.Sprintf("The most round trips one identity's observations waited on in a batch (identities go in parallel; a run of parallel writes of one kind, such as the commits of several series of one identity, is one round trip). Worst at history %d, batch %d (%s). Worst per history: %s.",
 				at.History, at.Batch, opsSummary(at), perHistory(all, get)),
 		})
 	}
