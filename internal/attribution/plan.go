@@ -54,6 +54,11 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 		return nil, err
 	}
 	in := &planInput{identity: u.identity, items: todo, records: records, whole: make(map[string]map[string]Point)}
+	for _, rec := range records {
+		if rec.Version == 0 {
+			u.needIdentity = true // a series is created: its commit fences on the identity record
+		}
+	}
 	if u.needIdentity {
 		if in.ident, err = p.loadIdentity(ctx, u.identity, u.consistent); err != nil {
 			return nil, err

@@ -70,7 +70,7 @@ func (o InlineObservation) Write() ObservationWrite {
 // alone, one write per observation, and a long one keeps its record within
 // one write unit.
 const (
-	MaxInline      = 8
+	MaxInline      = 6
 	MaxInlineBytes = 2048
 )
 

@@ -75,7 +75,12 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 		}
 		switch {
 		case l.Inline:
-			items[key] = rec.HoldSeries(obs)
+			// The observations past the record's budget are items; they
+			// are written only where a design reads them.
+			spilled := rec.HoldSeries(obs)
+			if withItems[s] {
+				items[key] = spilled
+			}
 		case withItems[s]:
 			rec.Complete = false
 			items[key] = obs
