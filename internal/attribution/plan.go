@@ -67,7 +67,7 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 	var lookup []ObservationRef
 	for _, it := range todo {
 		rec := records[it.key.Primitive]
-		switch i := rec.inline(it.ref); {
+		switch i := rec.inlineOf(it.obs); {
 		case i >= 0:
 			o := rec.Inline[i]
 			it.stored, it.known = &StoredObservation{Observation: o.Observation, Revision: o.Revision}, true

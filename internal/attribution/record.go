@@ -76,7 +76,7 @@ const (
 
 // putInline holds o, replacing an older revision of it.
 func (r *SeriesRecord) putInline(o InlineObservation) {
-	if i := r.inline(o.Ref()); i >= 0 {
+	if i := r.inlineOf(o.Observation); i >= 0 {
 		r.Inline = slices.Delete(r.Inline, i, i+1)
 	}
 	r.Inline = append(r.Inline, o)
@@ -141,9 +141,9 @@ func (r *SeriesRecord) Observations(items []Observation) []Observation {
 // returned for their items to be written (the record then no longer holds
 // the whole series). For tools that store a series at once.
 func (r *SeriesRecord) HoldSeries(observations []Observation) []Observation {
-	r.Inline = r.Inline[:0]
-	for _, o := range observations {
-		r.putInline(InlineObservation{Observation: o, Revision: 1})
+	r.Inline = make([]InlineObservation, len(observations))
+	for i, o := range observations {
+		r.Inline[i] = InlineObservation{Observation: o, Revision: 1}
 	}
 	r.Complete = true
 	over := r.overflow()
@@ -159,15 +159,19 @@ func (r *SeriesRecord) HoldSeries(observations []Observation) []Observation {
 // markWritten notes that the items under refs are stored.
 func (r *SeriesRecord) markWritten(refs []ObservationRef) {
 	for _, ref := range refs {
-		if i := r.inline(ref); i >= 0 {
+		if i := slices.IndexFunc(r.Inline, func(o InlineObservation) bool { return o.Ref() == ref }); i >= 0 {
 			r.Inline[i].written = true
 		}
 	}
 }
 
-// inline returns the index of the inline observation under ref, or -1.
-func (r *SeriesRecord) inline(ref ObservationRef) int {
-	return slices.IndexFunc(r.Inline, func(o InlineObservation) bool { return o.Ref() == ref })
+// inlineOf returns the index of the inline observation with o's key (its
+// attacker, primitive and evidence ref), or -1.
+func (r *SeriesRecord) inlineOf(o Observation) int {
+	return slices.IndexFunc(r.Inline, func(in InlineObservation) bool {
+		x := in.Observation
+		return x.EvidenceRef == o.EvidenceRef && x.AttackerUUID == o.AttackerUUID && x.Primitive == o.Primitive
+	})
 }
 
 // NewSeriesRecord is the record of a series not seen before: it holds all
