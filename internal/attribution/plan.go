@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 )
 
 // planInput is everything planning reads: the unit's waiting items with
@@ -15,10 +16,7 @@ type planInput struct {
 	identity string
 	items    []*item
 	records  map[string]*SeriesRecord // by primitive
-	// ident is the identity record, when prepare read it: planning asks
-	// for it (errNeedIdentity) when a series is created or a primitive
-	// enters or leaves multi_actor.
-	ident *IdentityRecord
+	ident    *IdentityRecord
 	// whole holds, by primitive, every point of a series recomputed from
 	// scratch (an amendment, a record built under other settings), by
 	// pointKey.
@@ -36,9 +34,6 @@ type plan struct {
 // another membership than the one its attackers were resolved under.
 var errStaleResolution = errors.New("membership changed since the attackers were resolved")
 
-// errNeedIdentity asks prepare to read the identity record and plan again.
-var errNeedIdentity = errors.New("the plan needs the identity record")
-
 // prepare reads what planning needs: records and the identity record (the
 // cache's when warm), then, for items their record cannot answer for,
 // whether their observation is stored, then the whole series where a
@@ -54,16 +49,6 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 		return nil, err
 	}
 	in := &planInput{identity: u.identity, items: todo, records: records, whole: make(map[string]map[string]Point)}
-	for _, rec := range records {
-		if rec.Version == 0 {
-			u.needIdentity = true // a series is created: its commit fences on the identity record
-		}
-	}
-	if u.needIdentity {
-		if in.ident, err = p.loadIdentity(ctx, u.identity, u.consistent); err != nil {
-			return nil, err
-		}
-	}
 	var lookup []ObservationRef
 	for _, it := range todo {
 		rec := records[it.key.Primitive]
@@ -83,18 +68,33 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 			lookup = append(lookup, it.ref)
 		}
 	}
+	// The identity record (free when cached) is read beside the lookups: a
+	// plan needs it when it creates a series or changes the identity's
+	// multi_actor set, and reading it then would cost a round trip.
+	var identErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in.ident, identErr = p.loadIdentity(ctx, u.identity, u.consistent)
+	}()
+	var found map[ObservationRef]StoredObservation
 	if len(lookup) > 0 {
-		found, err := p.Store.LookupObservations(ctx, lookup)
+		found, err = p.Store.LookupObservations(ctx, lookup)
 		if err != nil {
-			return nil, fmt.Errorf("look up observations of identity %s: %w", u.identity, err)
+			err = fmt.Errorf("look up observations of identity %s: %w", u.identity, err)
 		}
-		for _, it := range todo {
-			if !it.known && it.stored == nil {
-				if s, ok := found[it.ref]; ok {
-					it.stored = &s
-				}
-				it.known = true
+	}
+	wg.Wait()
+	if err = errors.Join(err, identErr); err != nil {
+		return nil, err
+	}
+	for _, it := range todo {
+		if !it.known {
+			if s, ok := found[it.ref]; ok {
+				it.stored = &s
 			}
+			it.known = true
 		}
 	}
 	var whole []string
@@ -159,9 +159,6 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		rec := in.records[prim]
 		if rec.Version > 0 && rec.Membership != it.res.membership {
 			return nil, errStaleResolution
-		}
-		if rec.Version == 0 && in.ident == nil {
-			return nil, errNeedIdentity
 		}
 		if rec.Version == 0 && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
 			return nil, errStaleResolution
@@ -260,9 +257,6 @@ func (p *Processor) apply(in *planInput, sp *seriesPlan, it *item) error {
 		rec.enqueue(e)
 	}
 	if Touches(change) {
-		if in.ident == nil {
-			return errNeedIdentity
-		}
 		if s := in.ident.Flag(change, p.Thresholds); s != nil {
 			if err := rec.Enqueue(s); err != nil {
 				return err

@@ -216,9 +216,7 @@ type unitRun struct {
 	consistent bool // after any failed commit the cache, and cheap reads, may be stale
 	conflicts  int  // version conflicts in a row
 	conditions int  // failed observation conditions (transactional design)
-	// needIdentity is set once a plan asked for the identity record.
-	needIdentity bool
-	committed    map[SeriesKey]bool
+	committed  map[SeriesKey]bool
 }
 
 func (u *unitRun) run(ctx context.Context) {
@@ -233,9 +231,6 @@ func (u *unitRun) run(ctx context.Context) {
 			pl, err = u.p.plan(in)
 		}
 		switch {
-		case errors.Is(err, errNeedIdentity) && !u.needIdentity:
-			u.needIdentity = true
-			continue
 		case errors.Is(err, errStaleResolution):
 			// The identity's membership changed since the attackers were
 			// resolved: route what is left again, from consistent reads.
