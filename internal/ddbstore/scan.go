@@ -115,7 +115,8 @@ func (s *Store) scanInline(ctx context.Context, segment, segments int, start map
 			page.Series = append(page.Series, StoredSeries{Series: o.Ref().Key.String(), Attacker: o.Observation.AttackerUUID})
 		}
 	}
-	page.Scanned = int64(len(page.Series))
+	// Scanned counts observation items: a record's inline observations may
+	// have their items too, already counted.
 	if page.Next, err = encodeCursor(out.LastEvaluatedKey, true); err != nil {
 		return ObservationPage{}, err
 	}
