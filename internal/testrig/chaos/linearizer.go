@@ -52,6 +52,10 @@ type linearizer struct {
 	// inline holds, per series record, the inline observations (by ref and
 	// revision) of its last write: a write applies those it adds.
 	inline map[string]map[string]bool
+	// membership holds each identity's membership version as last written:
+	// a transaction that moves one is a membership change.
+	membership map[string]int64
+	parents    map[string]attribution.Stamp
 }
 
 // applied is one entry of the journal: an observation an applied commit
@@ -80,7 +84,7 @@ func startLinearizer(upstream string, tables ddbstore.Tables) (*linearizer, erro
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables, inline: map[string]map[string]bool{}}
+	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables, inline: map[string]map[string]bool{}, membership: map[string]int64{}, parents: map[string]attribution.Stamp{}}
 	l.proxy = httputil.NewSingleHostReverseProxy(u)
 	l.proxy.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
 	l.proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -250,9 +254,16 @@ func (l *linearizer) record(body []byte) {
 				change.parentStamps = map[string]attribution.Stamp{}
 			}
 			change.parentStamps[id] = node.ParentStamp
+			// A series created under an identity writes its record unchanged
+			// (the membership fence); a membership change moves its version
+			// or its merge.
+			if node.Membership != l.membership[id] || !node.ParentStamp.IsZero() && node.ParentStamp != l.parents[id] {
+				membership = true
+			}
+			l.membership[id], l.parents[id] = node.Membership, node.ParentStamp
 		}
 	}
-	if observations == 0 && (membership || change.parentStamps != nil) {
+	if observations == 0 && membership {
 		l.journal = append(l.journal, applied{membership: &change})
 	}
 }
