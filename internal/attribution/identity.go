@@ -67,10 +67,11 @@ type AttackerRecord struct {
 	// Stamp is that of the identity event that set IdentityUUID (zero for a
 	// stub).
 	Stamp Stamp
-	// Previous is the literal identity the event that set IdentityUUID
-	// moved the attacker from. A redelivery of that event changes nothing
-	// and publishes what the change left pending there.
-	Previous string
+	// Unflushed are the identities the change that set IdentityUUID wrote,
+	// sorted. What it left pending in their outboxes is published by a
+	// redelivery of its event (which changes nothing) or, before it
+	// commits, by the attacker's next change.
+	Unflushed []string
 	// Version is 0 for a record never written by an identity event.
 	Version int64
 }
@@ -100,6 +101,9 @@ type IdentityNode struct {
 	// Into is, while the identity is retired (merged, or left without
 	// attackers), the canonical identity that took its series.
 	Into string `json:"into,omitempty"`
+	// Unflushed are the identities written by the change that set Parent
+	// and ParentStamp, as on an attacker's record.
+	Unflushed []string `json:"unflushed,omitempty"`
 	// Rekeys counts attribution.identity.rekeyed events about it.
 	Rekeys int64 `json:"rekeys,omitempty"`
 	// Outbox holds the rekeyed events the bus has not taken yet.
@@ -111,6 +115,7 @@ type IdentityNode struct {
 func (n IdentityNode) clone() IdentityNode {
 	n.Children = slices.Clone(n.Children)
 	n.Members = slices.Clone(n.Members)
+	n.Unflushed = slices.Clone(n.Unflushed)
 	n.Outbox = slices.Clone(n.Outbox)
 	return n
 }

@@ -92,65 +92,111 @@ func (b *refusingBus) Publish(_ context.Context, events []attribution.Event) err
 	return nil
 }
 
+// outboxRig is a processor over memstore whose bus can refuse everything.
+type outboxRig struct {
+	t     *testing.T
+	store *memstore.Store
+	bus   *refusingBus
+	proc  *attribution.Processor
+}
+
+func newOutboxRig(t *testing.T) *outboxRig {
+	store := memstore.New()
+	bus := &refusingBus{}
+	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
+		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
+	return &outboxRig{t: t, store: store, bus: bus, proc: proc}
+}
+
+func (r *outboxRig) process(body []byte) error {
+	return r.proc.Process(context.Background(), []attribution.Message{{ID: "m", Body: body}})[0]
+}
+
+// must processes bodies that must succeed.
+func (r *outboxRig) must(bodies ...[]byte) {
+	r.t.Helper()
+	for _, b := range bodies {
+		if err := r.process(b); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+}
+
+// refused processes a body while the bus is down: the message must fail.
+func (r *outboxRig) refused(body []byte) {
+	r.t.Helper()
+	r.bus.down = true
+	defer func() { r.bus.down = false }()
+	if err := r.process(body); err == nil {
+		r.t.Fatal("the bus refused the change's events: the message must fail")
+	}
+}
+
+func (r *outboxRig) observe(attacker string, n int) {
+	r.t.Helper()
+	for i := range n {
+		s := spec{Attacker: attacker, Primitive: "motor.input_modality", Ref: fmt.Sprintf("%s-r%d", attacker, i), TS: float64(100 + i), Value: `"typed"`, Confidence: 0.9}
+		r.must(s.body())
+	}
+}
+
+// published counts how often the bus took the event.
+func (r *outboxRig) published(id string) int {
+	n := 0
+	for _, e := range r.bus.accepted {
+		if e.ID == id {
+			n++
+		}
+	}
+	return n
+}
+
+// nothingPending fails for any event still in an outbox.
+func (r *outboxRig) nothingPending() {
+	r.t.Helper()
+	for id := range r.store.IdentityRecords() {
+		n, err := r.store.LoadIdentity(context.Background(), id, true)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if p := n.Pending(); len(p) > 0 {
+			r.t.Errorf("identity %s still has %d events pending", id, len(p))
+		}
+	}
+	for _, rec := range r.store.Records() {
+		if p := rec.Pending(); len(p) > 0 {
+			r.t.Errorf("series %s still has %d events pending", rec.Key, len(p))
+		}
+	}
+}
+
 // TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending: the bus
 // refuses the events of a membership change (as after a crash between the
 // commit and the publish); the redelivered event changes nothing and must
 // publish them: the rekeyed event of the stub the attacker came from, and
 // the transitions of the series recomputed at the end of the chain.
 func TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending(t *testing.T) {
-	ctx := context.Background()
-	store := memstore.New()
-	bus := &refusingBus{}
-	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
-		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
-	process := func(body []byte) error { return proc.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0] }
-	for i := range 5 {
-		s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: fmt.Sprintf("r%d", i), TS: float64(100 + i), Value: `"typed"`, Confidence: 0.9}
-		if err := process(s.body()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, b := range [][]byte{
+	r := newOutboxRig(t)
+	r.observe("a1", 5)
+	r.must(
 		busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I2","observation_uuids":["a2"]}`),
 		busEvent(attribution.TopicIdentityFormed, "e2", 201, `{"identity_uuid":"I1","observation_uuids":["a3"]}`),
 		busEvent(attribution.TopicIdentityMerged, "e3", 202, `{"winner_uuid":"I1","loser_uuid":"I2"}`),
-	} {
-		if err := process(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	// a1 leaves its stub for I2, merged into I1: the stub is retired and
 	// I1's series recomputed.
 	linked := busEvent(attribution.TopicIdentityLinked, "e4", 203, `{"identity_uuid":"I2","observation_uuid":"a1"}`)
-	bus.down, bus.accepted = true, nil
-	if err := process(linked); err == nil {
-		t.Fatal("the change's events were refused: the message must fail")
-	}
-	bus.down = false
-	if err := process(linked); err != nil {
-		t.Fatalf("redelivery: %v", err)
-	}
+	r.bus.accepted = nil
+	r.refused(linked)
+	r.must(linked)
 	got := map[string]bool{}
-	for _, e := range bus.accepted {
+	for _, e := range r.bus.accepted {
 		got[e.DetailType] = true
 	}
 	if !got[attribution.EventIdentityRekeyed] || !got[attribution.EventStateChanged] {
-		t.Errorf("the redelivery published %v; want the rekeyed event and I1's transitions", wants(bus.accepted))
+		t.Errorf("the redelivery published %v; want the rekeyed event and I1's transitions", wants(r.bus.accepted))
 	}
-	for id := range store.IdentityRecords() {
-		n, err := store.LoadIdentity(ctx, id, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p := n.Pending(); len(p) > 0 {
-			t.Errorf("identity %s still has %d events pending", id, len(p))
-		}
-	}
-	for _, r := range store.Records() {
-		if p := r.Pending(); len(p) > 0 {
-			t.Errorf("series %s still has %d events pending", r.Key, len(p))
-		}
-	}
+	r.nothingPending()
 }
 
 // TestNextMovePublishesWhatThePreviousMoveLeftPending: the bus refuses the
@@ -159,41 +205,20 @@ func TestRedeliveredIdentityEventPublishesWhatItsChangeLeftPending(t *testing.T)
 // the stub's rekeyed event, which the late redelivery (a no-op, no longer
 // a1's latest move) could not.
 func TestNextMovePublishesWhatThePreviousMoveLeftPending(t *testing.T) {
-	ctx := context.Background()
-	store := memstore.New()
-	bus := &refusingBus{}
-	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
-		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
-	process := func(body []byte) error { return proc.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0] }
-	s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: "r1", TS: 100, Value: `"typed"`, Confidence: 0.9}
-	if err := process(s.body()); err != nil {
-		t.Fatal(err)
-	}
-	first := busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`)
-	bus.down = true
-	if err := process(first); err == nil {
-		t.Fatal("the change's events were refused: the message must fail")
-	}
-	bus.down = false
-	if err := process(busEvent(attribution.TopicIdentityLinked, "e2", 201, `{"identity_uuid":"I2","observation_uuid":"a1"}`)); err != nil {
-		t.Fatal(err)
-	}
+	r := newOutboxRig(t)
+	r.observe("a1", 1)
+	r.refused(busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`))
+	r.must(busEvent(attribution.TopicIdentityLinked, "e2", 201, `{"identity_uuid":"I2","observation_uuid":"a1"}`))
 	stub := attribution.StubIdentityID("a1")
-	n, err := store.LoadIdentity(ctx, stub, true)
+	n, err := r.store.LoadIdentity(context.Background(), stub, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n.Rekeys != 1 || len(n.Pending()) != 0 {
 		t.Errorf("stub: %d rekeyed events, %d still pending after a1's next move", n.Rekeys, len(n.Pending()))
 	}
-	published := 0
-	for _, e := range bus.accepted {
-		if e.ID == attribution.EventID(attribution.EventIdentityRekeyed, stub, 1) {
-			published++
-		}
-	}
-	if published != 1 {
-		t.Errorf("the stub's rekeyed event was published %d times, want once", published)
+	if got := r.published(attribution.EventID(attribution.EventIdentityRekeyed, stub, 1)); got != 1 {
+		t.Errorf("the stub's rekeyed event was published %d times, want once", got)
 	}
 }
 
@@ -241,4 +266,55 @@ func TestMergeCountsTheLosersInlineObservations(t *testing.T) {
 	if rec := winner["motor.input_modality"]; rec == nil || rec.Current == nil || rec.Current.ObservationCount != 3 {
 		t.Fatalf("the winner's series counts %+v, want the 3 observations of both attackers", rec)
 	}
+}
+
+// TestMovesRefusedTwiceLoseNothing: the bus refuses the events of two moves
+// of a1 in a row, then both events are delivered again, the later first.
+// Each redelivery changes nothing; together they must publish the stub's
+// rekeying as well as I1's, although a1's record by then names only the
+// second move.
+func TestMovesRefusedTwiceLoseNothing(t *testing.T) {
+	r := newOutboxRig(t)
+	r.observe("a1", 2)
+	first := busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`)
+	second := busEvent(attribution.TopicIdentityLinked, "e2", 201, `{"identity_uuid":"I2","observation_uuid":"a1"}`)
+	r.refused(first)
+	r.refused(second)
+	r.must(second, first)
+	for _, id := range []string{attribution.StubIdentityID("a1"), "I1"} {
+		if got := r.published(attribution.EventID(attribution.EventIdentityRekeyed, id, 1)); got != 1 {
+			t.Errorf("the rekeyed event of %s was published %d times, want once", id, got)
+		}
+	}
+	r.nothingPending()
+}
+
+// TestRedeliveredMergePublishesTheRetiredFormerWinner: I1 owns no attacker
+// of its own and holds I2's by a merge; merging I2 into I3 instead retires
+// I1, and the bus refuses that change's events. The redelivered merge
+// changes nothing and must publish I1's rekeying, though I1 is no longer
+// on the chain of either identity the event names.
+func TestRedeliveredMergePublishesTheRetiredFormerWinner(t *testing.T) {
+	r := newOutboxRig(t)
+	r.observe("a1", 3)
+	r.observe("a2", 3)
+	r.must(
+		busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I2","observation_uuids":["a1"]}`),
+		busEvent(attribution.TopicIdentityFormed, "e2", 201, `{"identity_uuid":"I3","observation_uuids":["a2"]}`),
+		busEvent(attribution.TopicIdentityMerged, "e3", 202, `{"winner_uuid":"I1","loser_uuid":"I2"}`),
+	)
+	merge := busEvent(attribution.TopicIdentityMerged, "e4", 203, `{"winner_uuid":"I3","loser_uuid":"I2"}`)
+	r.refused(merge)
+	r.must(merge)
+	n, err := r.store.LoadIdentity(context.Background(), "I1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Rekeys != 1 || n.Into != "I3" {
+		t.Fatalf("I1: %d rekeyed events into %q; want 1 into I3", n.Rekeys, n.Into)
+	}
+	if got := r.published(attribution.EventID(attribution.EventIdentityRekeyed, "I1", 1)); got != 1 {
+		t.Errorf("I1's rekeyed event was published %d times, want once", got)
+	}
+	r.nothingPending()
 }

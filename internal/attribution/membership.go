@@ -189,9 +189,6 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		if err := p.publishMembership(ctx, ch.commit); err != nil {
 			return err
 		}
-		if err := p.flushIdentities(ctx, ch.left); err != nil {
-			return err
-		}
 		return ch.report
 	}
 }
@@ -204,13 +201,9 @@ type membershipChange struct {
 	// report is an invalid-input error about an event that was applied all
 	// the same (an unmerge of a merge not seen: its stamp is kept so that
 	// the merge, arriving late, changes nothing).
-	report error
-	moved  []string // attackers whose canonical identity may change
-	flush  []string // identities whose pending events to publish
-	// left is the identity the attacker's previous move left: that move's
-	// rekeying may still be pending (its event redelivered only after this
-	// one, a no-op then), and this change publishes it.
-	left       []string
+	report     error
+	moved      []string // attackers whose canonical identity may change
+	flush      []string // identities whose pending events a no-op publishes
 	recomputed bool
 	// transitions, suspicions and rekeyed identities are counted once the
 	// change is committed: a conflict plans it again.
@@ -297,21 +290,37 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		nodes: make(map[string]*IdentityRecord), before: make(map[string]nodeBefore), dirty: make(map[string]bool),
 	}
 	newer := func(fact Stamp) bool { return fact.IsZero() || ev.Stamp.Compare(fact) > 0 }
+	// unflushed is the principal's list of what the change writes: the
+	// attacker's record, or the loser's. What the principal's previous
+	// change left pending is published first, since this one overwrites
+	// the list that finds it.
+	var unflushed *[]string
+	principal := func(loser *IdentityRecord) (changed bool, err error) {
+		ch.flush = append([]string{ev.Winner, ev.Loser}, loser.Unflushed...)
+		if !newer(loser.ParentStamp) {
+			return false, nil
+		}
+		if err := p.flushIdentities(ctx, loser.Unflushed); err != nil {
+			return false, err
+		}
+		loser.ParentStamp = ev.Stamp
+		ch.dirty[ev.Loser] = true
+		unflushed = &loser.Unflushed
+		return true, nil
+	}
 	switch ev.Topic {
 	case TopicIdentityFormed, TopicIdentityLinked:
-		ch.flush = []string{ev.Identity}
 		ar, err := p.Identities.LoadAttacker(ctx, attacker)
 		if err != nil {
 			return nil, fmt.Errorf("load attacker %s: %w", attacker, err)
 		}
 		ar.AttackerUUID = attacker
+		ch.flush = append([]string{ev.Identity}, ar.Unflushed...)
 		if !newer(ar.Stamp) {
-			if ar.Stamp == ev.Stamp && ar.Previous != "" {
-				// This very event moved the attacker: a crash may have
-				// left the rekeying of where it came from unpublished.
-				ch.flush = append(ch.flush, ar.Previous)
-			}
 			return ch, nil
+		}
+		if err := p.flushIdentities(ctx, ar.Unflushed); err != nil {
+			return nil, err
 		}
 		old := ar.IdentityUUID
 		if old == "" {
@@ -320,12 +329,10 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			// this change cannot create series under the stub.
 			old = StubIdentityID(attacker)
 		}
-		if ar.Previous != "" && ar.Previous != old && ar.Previous != ev.Identity {
-			ch.left = []string{ar.Previous}
-		}
-		ar.IdentityUUID, ar.Stamp, ar.Previous = ev.Identity, ev.Stamp, old
+		ar.IdentityUUID, ar.Stamp = ev.Identity, ev.Stamp
 		ch.commit.Attackers = append(ch.commit.Attackers, ar)
 		ch.moved = []string{attacker}
+		unflushed = &ar.Unflushed
 		if old != ev.Identity {
 			if err := p.regroup(ctx, ch, old, []string{attacker}, false); err != nil {
 				return nil, err
@@ -335,13 +342,12 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			}
 		}
 	case TopicIdentityMerged:
-		ch.flush = []string{ev.Winner, ev.Loser}
 		loser, err := p.node(ctx, ch, ev.Loser)
 		if err != nil {
 			return nil, err
 		}
-		if !newer(loser.ParentStamp) {
-			return ch, nil
+		if changed, err := principal(loser); !changed || err != nil {
+			return ch, err
 		}
 		winnerChain, err := p.chain(ctx, ch, ev.Winner)
 		if err != nil {
@@ -353,8 +359,6 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 					ev.Loser, ev.Winner, ev.Winner, ev.Loser, chainText(winnerChain))
 			}
 		}
-		loser.ParentStamp = ev.Stamp
-		ch.dirty[ev.Loser] = true
 		if loser.Parent != ev.Winner {
 			members := slices.Clone(loser.EffectiveMembers(ev.Loser, ""))
 			ch.moved = members
@@ -376,16 +380,13 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			loser.Membership++
 		}
 	case TopicIdentityUnmerged:
-		ch.flush = []string{ev.Winner, ev.Loser}
 		loser, err := p.node(ctx, ch, ev.Loser)
 		if err != nil {
 			return nil, err
 		}
-		if !newer(loser.ParentStamp) {
-			return ch, nil
+		if changed, err := principal(loser); !changed || err != nil {
+			return ch, err
 		}
-		loser.ParentStamp = ev.Stamp
-		ch.dirty[ev.Loser] = true
 		if loser.Parent == "" {
 			ch.report = ch.invalid("payload.resurrected_uuid", "no merge of %s into %s has been seen (kept, so that the merge arriving later changes nothing)", ev.Loser, ev.Winner)
 			break
@@ -404,6 +405,9 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		}
 		loser.Parent = ""
 		loser.Membership++
+	}
+	if unflushed != nil {
+		*unflushed = slices.Sorted(maps.Keys(ch.dirty))
 	}
 	if err := p.settleMembership(ctx, ch); err != nil {
 		return nil, err
@@ -628,7 +632,8 @@ func (p *Processor) publishMembership(ctx context.Context, c *MembershipCommit) 
 
 // flushIdentities publishes what is pending in the outboxes of identities
 // a membership event concerned, of the identities they are merged into,
-// and of the series of the canonical ones (where a change recomputes).
+// and of their series: a canonical one's were recomputed, a retired one's
+// frozen with what they held.
 func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 	var events []Event
 	owner := make(map[string]SeriesKey)
@@ -644,7 +649,7 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 				events = append(events, e)
 				owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: IdentityRecordKey}
 			}
-			if n.Parent == "" && n.Version > 0 {
+			if n.Version > 0 {
 				recs, err := p.Store.LoadIdentitySeries(ctx, id)
 				if err != nil {
 					return fmt.Errorf("load series of identity %s: %w", id, err)

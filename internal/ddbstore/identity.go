@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,11 +15,14 @@ import (
 )
 
 // Attributes of an attacker's item set by identity events: the stamp of
-// the event that set its identity, and a version compared on every change.
+// the event that set its identity, the identities that change wrote, and a
+// version compared on every change. Items written before the list kept the
+// one identity the attacker left, as prev.
 const (
-	attrStampTS  = "stamp_ts"
-	attrStampID  = "stamp_id"
-	attrPrevious = "prev"
+	attrStampTS   = "stamp_ts"
+	attrStampID   = "stamp_id"
+	attrUnflushed = "unflushed"
+	attrPrevious  = "prev"
 )
 
 // LoadAttacker implements attribution.Identities.
@@ -37,7 +41,11 @@ func (s *Store) LoadAttacker(ctx context.Context, attacker string) (*attribution
 	}
 	rec.IdentityUUID = stringAttr(out.Item, attrIdentity)
 	rec.Stamp.ID = stringAttr(out.Item, attrStampID)
-	rec.Previous = stringAttr(out.Item, attrPrevious)
+	if set, ok := out.Item[attrUnflushed].(*types.AttributeValueMemberSS); ok {
+		rec.Unflushed = slices.Sorted(slices.Values(set.Value))
+	} else if prev := stringAttr(out.Item, attrPrevious); prev != "" {
+		rec.Unflushed = []string{prev}
+	}
 	if v, ok := out.Item[attrStampTS].(*types.AttributeValueMemberN); ok {
 		if rec.Stamp.TS, err = strconv.ParseFloat(v.Value, 64); err != nil {
 			return nil, fmt.Errorf("attacker %s: stamp %q: %w", attacker, v.Value, err)
@@ -138,10 +146,12 @@ func (s *Store) attackerUpdate(a *attribution.AttackerRecord) *types.Update {
 			":next": integer(a.Version + 1), ":now": integer(s.Now().Unix()),
 		},
 	}
-	if a.Previous != "" {
-		u.UpdateExpression = aws.String(*u.UpdateExpression + ", #prev = :prev")
-		u.ExpressionAttributeNames["#prev"] = attrPrevious
-		u.ExpressionAttributeValues[":prev"] = str(a.Previous)
+	u.ExpressionAttributeNames["#unf"], u.ExpressionAttributeNames["#prev"] = attrUnflushed, attrPrevious
+	if len(a.Unflushed) > 0 {
+		u.UpdateExpression = aws.String(*u.UpdateExpression + ", #unf = :unf REMOVE #prev")
+		u.ExpressionAttributeValues[":unf"] = &types.AttributeValueMemberSS{Value: a.Unflushed}
+	} else {
+		u.UpdateExpression = aws.String(*u.UpdateExpression + " REMOVE #unf, #prev")
 	}
 	if a.Version == 0 {
 		u.ConditionExpression = aws.String("attribute_not_exists(#v)")

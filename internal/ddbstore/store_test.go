@@ -2,9 +2,12 @@ package ddbstore_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"decnet-attribution/internal/attribution"
 	"decnet-attribution/internal/ddbstore"
@@ -82,5 +85,41 @@ func TestStateItemFitsOneWriteUnit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAttackerItemsBeforeTheUnflushedList: an attacker item written when it
+// kept only the identity the attacker left (prev) reads as a list of that
+// one; the next change replaces it, and a change that wrote no identity
+// clears the list.
+func TestAttackerItemsBeforeTheUnflushedList(t *testing.T) {
+	store, stack := mustStore(t)
+	ctx := context.Background()
+	_, err := store.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(stack.TableName(devstack.IdentitiesTableID)),
+		Item: map[string]types.AttributeValue{
+			"attacker_uuid": &types.AttributeValueMemberS{Value: "att-old"},
+			"identity_uuid": &types.AttributeValueMemberS{Value: "id-2"},
+			"stamp_ts":      &types.AttributeValueMemberN{Value: "1714054176.25"},
+			"stamp_id":      &types.AttributeValueMemberS{Value: "e-1"},
+			"prev":          &types.AttributeValueMemberS{Value: "id-1"},
+			"v":             &types.AttributeValueMemberN{Value: "1"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.LoadAttacker(ctx, "att-old")
+	if err != nil || !slices.Equal(a.Unflushed, []string{"id-1"}) || a.IdentityUUID != "id-2" || a.Version != 1 {
+		t.Fatalf("attacker item with prev: %+v, %v", a, err)
+	}
+	for _, unflushed := range [][]string{{"id-2", "id-3"}, nil} {
+		a.IdentityUUID, a.Unflushed = "id-3", unflushed
+		if err := store.CommitMembership(ctx, &attribution.MembershipCommit{Attackers: []*attribution.AttackerRecord{a}}); err != nil {
+			t.Fatal(err)
+		}
+		if a, err = store.LoadAttacker(ctx, "att-old"); err != nil || !slices.Equal(a.Unflushed, unflushed) {
+			t.Fatalf("after a change that wrote %v: %+v, %v", unflushed, a, err)
+		}
 	}
 }

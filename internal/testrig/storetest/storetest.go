@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -410,7 +411,7 @@ func testMembershipCommit(t *testing.T, s Backend) {
 	}
 	stamp := attribution.Stamp{TS: 1714054176.25, ID: "e-1"}
 	moved := *first
-	moved.IdentityUUID, moved.Stamp = "id-m", stamp
+	moved.IdentityUUID, moved.Stamp, moved.Unflushed = "id-m", stamp, []string{stub, "id-m"} // sorted: a stub is hex
 	ident.Members, ident.Membered, ident.Membership = []string{"att-m"}, true, 1
 	rec.Membership = 1
 	other := attribution.NewSeriesRecord(attribution.SeriesKey{IdentityUUID: "id-m", Primitive: "cognitive.command_planning"}, attribution.Categorical, th)
@@ -424,7 +425,7 @@ func testMembershipCommit(t *testing.T, s Backend) {
 		t.Fatal(err)
 	}
 	got, err := s.LoadAttacker(ctx, "att-m")
-	if err != nil || got.IdentityUUID != "id-m" || got.Stamp != stamp || got.Version != 1 {
+	if err != nil || got.IdentityUUID != "id-m" || got.Stamp != stamp || got.Version != 1 || !slices.Equal(got.Unflushed, moved.Unflushed) {
 		t.Fatalf("attacker after the change: %+v, %v", got, err)
 	}
 	if id, err := s.Identity(ctx, "att-m", stub); err != nil || id != "id-m" {
