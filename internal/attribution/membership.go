@@ -295,18 +295,31 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 	// change left pending is published first, since this one overwrites
 	// the list that finds it.
 	var unflushed *[]string
-	principal := func(loser *IdentityRecord) (changed bool, err error) {
+	// changedLoser returns the loser's record if this event changes it,
+	// else nil.
+	changedLoser := func() (*IdentityRecord, error) {
+		loser, err := p.node(ctx, ch, ev.Loser)
+		if err != nil {
+			return nil, err
+		}
 		ch.flush = append([]string{ev.Winner, ev.Loser}, loser.Unflushed...)
 		if !newer(loser.ParentStamp) {
-			return false, nil
+			return nil, nil
 		}
-		if err := p.flushIdentities(ctx, loser.Unflushed); err != nil {
-			return false, err
+		if len(loser.Unflushed) > 0 {
+			if err := p.flushIdentities(ctx, loser.Unflushed); err != nil {
+				return nil, err
+			}
+			// Read again what the flush may have acknowledged.
+			delete(ch.nodes, ev.Loser)
+			if loser, err = p.node(ctx, ch, ev.Loser); err != nil {
+				return nil, err
+			}
 		}
 		loser.ParentStamp = ev.Stamp
 		ch.dirty[ev.Loser] = true
 		unflushed = &loser.Unflushed
-		return true, nil
+		return loser, nil
 	}
 	switch ev.Topic {
 	case TopicIdentityFormed, TopicIdentityLinked:
@@ -342,11 +355,8 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			}
 		}
 	case TopicIdentityMerged:
-		loser, err := p.node(ctx, ch, ev.Loser)
-		if err != nil {
-			return nil, err
-		}
-		if changed, err := principal(loser); !changed || err != nil {
+		loser, err := changedLoser()
+		if loser == nil || err != nil {
 			return ch, err
 		}
 		winnerChain, err := p.chain(ctx, ch, ev.Winner)
@@ -380,11 +390,8 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			loser.Membership++
 		}
 	case TopicIdentityUnmerged:
-		loser, err := p.node(ctx, ch, ev.Loser)
-		if err != nil {
-			return nil, err
-		}
-		if changed, err := principal(loser); !changed || err != nil {
+		loser, err := changedLoser()
+		if loser == nil || err != nil {
 			return ch, err
 		}
 		if loser.Parent == "" {
