@@ -118,6 +118,10 @@ func (l *linearizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	// A write the endpoint received is applied whether or not its client
+	// is still there (a function process that exited): it is journaled
+	// all the same.
+	r = r.WithContext(context.WithoutCancel(r.Context()))
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	l.proxy.ServeHTTP(rec, r)
 	if rec.status != http.StatusOK {

@@ -213,6 +213,12 @@ type Store struct {
 	Recorder Recorder
 	// Probe reads the truth, bypassing faults and deaths.
 	Probe attribution.Store
+
+	// serial holds a commit, its record and its crash check while a
+	// Recorder keeps the log: the processor commits a unit's series in
+	// parallel, and a process exit after one must not cut another in
+	// flight, which the log could then not tell.
+	serial sync.Mutex
 }
 
 var _ attribution.Store = (*Store)(nil)
@@ -248,6 +254,10 @@ func (s *Store) LoadObservations(ctx context.Context, key attribution.SeriesKey)
 func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	if s.dead() {
 		return ErrCrashed
+	}
+	if s.Recorder != nil {
+		s.serial.Lock()
+		defer s.serial.Unlock()
 	}
 	err := s.Store.Commit(ctx, c)
 	if s.Recorder != nil {
