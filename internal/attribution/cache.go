@@ -217,6 +217,16 @@ func (c *cache) putMembership(cm *MembershipCommit) {
 	}
 }
 
+// markWritten notes, on the cached record, that items of its inline
+// observations are stored: its next commit lets go of them.
+func (c *cache) markWritten(k SeriesKey, refs []ObservationRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.records[k]; ok {
+		r.markWritten(refs)
+	}
+}
+
 func (c *cache) ack(k SeriesKey, pos int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

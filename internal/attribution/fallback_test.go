@@ -29,7 +29,7 @@ func mustAgreeWithMerge(t *testing.T, store *memstore.Store, kind attribution.Ki
 	if len(recs) != 1 {
 		t.Fatalf("%d series, want 1", len(recs))
 	}
-	obs, err := store.LoadObservations(context.Background(), recs[0].Key)
+	obs, err := store.StoredObservations(recs[0].Key), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,6 +222,52 @@ func TestNextMovePublishesWhatThePreviousMoveLeftPending(t *testing.T) {
 	}
 }
 
+// TestMergeCountsTheLosersInlineObservations: a merge moves the loser's
+// attackers to the winner, whose series are recomputed from their
+// observation items; those the loser's records still hold inline (never
+// written as items yet) are written first, so the union counts them.
+func TestMergeCountsTheLosersInlineObservations(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	p := &attribution.Processor{Store: store, Identities: store, Publisher: &recorder{},
+		Registry: attribution.BuiltinRegistry(), Thresholds: attribution.DefaultThresholds(), Logger: quietLogger()}
+	event := func(id, topic string, ts float64, payload string) attribution.Message {
+		body := fmt.Sprintf(`{"v":1,"id":%q,"topic":%q,"type":%q,"ts":%v,"payload":%s}`, id, topic, strings.TrimPrefix(topic, "identity."), ts, payload)
+		return attribution.Message{ID: id, Body: []byte(body)}
+	}
+	obs := func(attacker, ref string, ts float64) attribution.Message {
+		s := spec{Attacker: attacker, Primitive: "motor.input_modality", Ref: ref, TS: ts, Value: `"typed"`}
+		return attribution.Message{ID: attacker + ref, Body: s.body()}
+	}
+	batches := [][]attribution.Message{
+		{event("e1", attribution.TopicIdentityFormed, 1, `{"identity_uuid":"W","observation_uuids":["att-w"]}`),
+			event("e2", attribution.TopicIdentityFormed, 2, `{"identity_uuid":"L","observation_uuids":["att-l"]}`)},
+		{obs("att-w", "w1", 10), obs("att-l", "l1", 11), obs("att-l", "l2", 12)},
+		{event("e3", attribution.TopicIdentityMerged, 20, `{"winner_uuid":"W","loser_uuid":"L"}`)},
+	}
+	for i, b := range batches {
+		for j, err := range p.Process(ctx, b) {
+			if err != nil {
+				t.Fatalf("batch %d, message %d: %v", i, j, err)
+			}
+		}
+	}
+	loser, err := store.LoadSeries(ctx, "L", []string{"motor.input_modality"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := loser["motor.input_modality"]; rec == nil || len(rec.Inline) != 0 {
+		t.Fatalf("the loser's record still holds observations inline: %+v", rec)
+	}
+	winner, err := store.LoadSeries(ctx, "W", []string{"motor.input_modality"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := winner["motor.input_modality"]; rec == nil || rec.Current == nil || rec.Current.ObservationCount != 3 {
+		t.Fatalf("the winner's series counts %+v, want the 3 observations of both attackers", rec)
+	}
+}
+
 // TestMovesRefusedTwiceLoseNothing: the bus refuses the events of two moves
 // of a1 in a row, then both events are delivered again, the later first.
 // Each redelivery changes nothing; together they must publish the stub's

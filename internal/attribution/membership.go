@@ -492,6 +492,12 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 			primitives[prim] = true
 		}
 	}
+	// The union is read from the observations table: first write the items
+	// of what the records hold inline. Every record is rewritten below
+	// without them; a writer adding one meanwhile fails the commit.
+	if err := p.flushInline(ctx, records); err != nil {
+		return err
+	}
 	union := slices.Sorted(maps.Keys(primitives))
 	for _, id := range affected {
 		n, before := ch.nodes[id], ch.before[id]
@@ -533,6 +539,7 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 			kind := p.Registry.Kind(prim)
 			if rec == nil {
 				rec = NewSeriesRecord(key, kind, p.Thresholds)
+				rec.Complete = false // its observations are items
 			}
 			rec.Key = key
 			if len(rec.Pending()) >= MaxPendingEvents {
@@ -564,6 +571,27 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 	}
 	for _, id := range ids {
 		ch.commit.Identities = append(ch.commit.Identities, ch.nodes[id])
+	}
+	return nil
+}
+
+// flushInline writes the items of every inline observation of records and
+// leaves the records holding none.
+func (p *Processor) flushInline(ctx context.Context, records map[string]map[string]*SeriesRecord) error {
+	var writes []ObservationWrite
+	for _, recs := range records {
+		for _, rec := range recs {
+			for _, o := range rec.Inline {
+				writes = append(writes, o.Write())
+			}
+			rec.Inline, rec.Complete = nil, false
+		}
+	}
+	if len(writes) == 0 {
+		return nil
+	}
+	if err := p.Store.PutObservations(ctx, writes); err != nil {
+		return fmt.Errorf("write inline observations before a membership change: %w", err)
 	}
 	return nil
 }
@@ -650,30 +678,8 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 // the prefix the bus took. It fails when any retryable event was not taken:
 // the message is delivered again and publishes them again, same IDs.
 func (p *Processor) publishOutboxEvents(ctx context.Context, events []Event, owner map[string]SeriesKey) error {
-	if len(events) == 0 {
-		return nil
-	}
-	unsent, err := p.publishEvents(ctx, events)
-	blocked := make(map[SeriesKey]bool)
-	acked := make(map[SeriesKey]int64)
-	for _, e := range events {
-		k := owner[e.ID]
-		if blocked[k] {
-			continue
-		}
-		if unsent[e.ID] {
-			blocked[k] = true
-			continue
-		}
-		acked[k] = e.Position
-	}
-	for _, k := range slices.SortedFunc(maps.Keys(acked), func(a, b SeriesKey) int { return strings.Compare(a.String(), b.String()) }) {
-		if err := p.Store.Ack(ctx, k, acked[k]); err != nil {
-			p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", acked[k], "error", err)
-			continue
-		}
-		p.cache.ack(k, acked[k])
-	}
+	acked, blocked, err := p.deliver(ctx, events, owner)
+	p.acknowledge(ctx, acked, nil)
 	if len(blocked) > 0 {
 		return fmt.Errorf("publish events: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -32,9 +31,22 @@ type Metrics interface {
 	Add(name string, n int)
 }
 
-// MaxPendingEvents bounds a series' outbox (events of a rebuild the bus has
-// not taken yet); past it new observations of the series wait until it has.
+// MaxPendingEvents bounds a series' outbox (events the bus has not taken
+// yet); past it new observations of the series wait until it has.
 const MaxPendingEvents = 32
+
+// Design is how a processor commits an observation.
+type Design int
+
+const (
+	// Incremental commits each series with one conditional write of its
+	// record, which holds the observations it applied inline; their items
+	// are written after the commit, once the record overflows. The default.
+	Incremental Design = iota
+	// Transactional writes each observation's item with its record in one
+	// transaction: no reads to tell a redelivery, twice the write units.
+	Transactional
+)
 
 // Message is one queued message.
 type Message struct {
@@ -53,6 +65,8 @@ type Processor struct {
 	Logger     *slog.Logger
 	Metrics    Metrics
 
+	// Design is how observations are committed (zero: Incremental).
+	Design Design
 	// FullRecompute reads the whole series for every observation, as the
 	// reference worker does; it exists to measure that design.
 	FullRecompute bool
@@ -69,30 +83,34 @@ type Processor struct {
 	cache cache
 }
 
-// item is one valid message on its way through the processor.
+// outcome is where one observation message stands in its unit.
+type outcome int
+
+const (
+	waiting   outcome = iota // not committed yet
+	applied                  // committed: new, or amending the stored one
+	duplicate                // already applied; what its series owes the bus goes out again
+	settled                  // its error is final for this delivery (deferred or failed)
+	rerouted                 // its identity's membership changed: routed again
+)
+
+// item is one valid observation message on its way through the processor.
 type item struct {
 	index int
 	obs   Observation
-	res   resolution // where the attacker's observations go
-	key   SeriesKey  // the series record: canonical identity|primitive
-	store SeriesKey  // where the observation is stored: the attacker's stub|primitive
-	// rerouted is set when the item's resolution proved stale: it is
-	// resolved again and planned in another unit.
-	rerouted  bool
-	duplicate bool
-	replaces  string // fingerprint of the stored observation this amends
-	deferred  error  // set when the item must wait for a later delivery
-	// events are those its stored observation caused: written by this
-	// delivery, or found stored when it is a redelivery.
-	events []Event
-	// carried are the events stored with the observation an amendment
-	// replaces: the bus may not have taken them yet, so they move to the
-	// amendment's item and go out again with it.
-	carried []Event
+	res   resolution     // where the attacker's observations go
+	key   SeriesKey      // the series record: canonical identity|primitive
+	ref   ObservationRef // its item: the attacker's stub|primitive, evidence ref
+	state outcome
+	err   error // the final error of a settled item
+	// stored is what the store holds under ref (nil: nothing), once known
+	// from the record, a lookup or a failed condition.
+	stored *StoredObservation
+	known  bool
 }
 
-// MaxCarriedEvents bounds what a chain of amendments of one observation
-// carries forward, newest kept, so the item stays small.
+// MaxCarriedEvents bounds the events an amendment takes over from the item
+// of the transactional design it replaces, newest kept.
 const MaxCarriedEvents = 8
 
 // maxRoutings bounds how often one observation is routed again after its
@@ -153,9 +171,9 @@ func (p *Processor) route(ctx context.Context, items []*item, errs []error, cons
 			errs[it.index] = err
 			continue
 		}
-		it.res, it.rerouted = res, false
+		*it = item{index: it.index, obs: it.obs, res: res}
 		it.key = SeriesKey{IdentityUUID: res.identity, Primitive: it.obs.Primitive}
-		it.store = SeriesKey{IdentityUUID: StubIdentityID(it.obs.AttackerUUID), Primitive: it.obs.Primitive}
+		it.ref = ObservationRef{Key: SeriesKey{IdentityUUID: StubIdentityID(it.obs.AttackerUUID), Primitive: it.obs.Primitive}, Ref: it.obs.EvidenceRef}
 		if _, seen := units[res.identity]; !seen {
 			order = append(order, res.identity)
 		}
@@ -166,139 +184,317 @@ func (p *Processor) route(ctx context.Context, items []*item, errs []error, cons
 	for _, identity := range order {
 		limit <- struct{}{}
 		wg.Add(1)
-		go func(identity string, unit []*item) {
+		go func(unit []*item) {
 			defer func() { <-limit; wg.Done() }()
-			p.processUnit(ctx, identity, unit, errs, consistent)
-		}(identity, units[identity])
+			u := &unitRun{p: p, identity: identity, items: unit, consistent: consistent}
+			u.run(ctx)
+			u.finish(ctx)
+			for _, it := range unit {
+				if it.state == settled {
+					errs[it.index] = it.err
+				}
+			}
+		}(units[identity])
 	}
 	wg.Wait()
 	var again []*item
 	for _, it := range items {
-		if it.rerouted {
+		if it.state == rerouted {
 			again = append(again, it)
 		}
 	}
 	return again
 }
 
-// processUnit applies the observations of one identity in batch order,
-// committing them in as few atomic writes as the store allows, then
-// publishes the events they caused.
-func (p *Processor) processUnit(ctx context.Context, identity string, unit []*item, errs []error, consistent bool) {
-	pending := unit
-	var touched []SeriesKey
-	seen := make(map[SeriesKey]bool)
-	touch := func(k SeriesKey) {
-		if !seen[k] {
-			seen[k] = true
-			touched = append(touched, k)
+// unitRun applies the observations of one identity: it commits them in as
+// few writes as their series allow, then writes the items the records let
+// go of and publishes what the series owe the bus.
+type unitRun struct {
+	p          *Processor
+	identity   string
+	items      []*item
+	consistent bool // after any failed commit the cache, and cheap reads, may be stale
+	conflicts  int  // version conflicts in a row
+	conditions int  // failed observation conditions (transactional design)
+	committed  map[SeriesKey]bool
+}
+
+func (u *unitRun) run(ctx context.Context) {
+	for {
+		todo := u.inState(waiting)
+		if len(todo) == 0 {
+			return
 		}
-	}
-	conflicts, resolutions := 0, 0
-	// After any failed commit the cache may be stale and a cheap read may
-	// be too: read consistently from then on.
-	fail := func(items []*item, err error) {
-		for _, it := range items {
-			errs[it.index] = err
+		in, err := u.prepare(ctx, todo)
+		var pl *plan
+		if err == nil {
+			pl, err = u.p.plan(in)
 		}
-	}
-commits:
-	for len(pending) > 0 {
-		pl, err := p.plan(ctx, identity, pending, consistent)
-		if errors.Is(err, errStaleResolution) {
+		switch {
+		case errors.Is(err, errStaleResolution):
 			// The identity's membership changed since the attackers were
 			// resolved: route what is left again, from consistent reads.
-			p.cache.forgetIdentity(identity)
-			for _, it := range pending {
-				it.rerouted = true
-				p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
+			u.p.cache.forgetIdentity(u.identity)
+			for _, it := range todo {
+				it.state = rerouted
+				u.p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
 			}
-			break
+			return
+		case err != nil:
+			settle(todo, err)
+			return
 		}
-		if err != nil {
-			fail(pending, err)
-			break
+		if !u.commit(ctx, pl) {
+			return
 		}
-		for _, it := range pending[:pl.consumed] {
-			touch(it.key)
-			if it.deferred != nil {
-				errs[it.index] = it.deferred
-			}
+	}
+}
+
+func (u *unitRun) inState(s outcome) []*item {
+	var out []*item
+	for _, it := range u.items {
+		if it.state == s {
+			out = append(out, it)
 		}
-		if len(pl.commit.Observations) == 0 {
-			pending = pending[pl.consumed:] // duplicates only
-			continue
-		}
-		err = p.Store.Commit(ctx, pl.commit)
+	}
+	return out
+}
+
+// settle gives items their final error.
+func settle(items []*item, err error) {
+	for _, it := range items {
+		it.state, it.err = settled, err
+	}
+}
+
+// commit writes a plan's commits, each series on its own unless the
+// identity record joins them, together, and settles each item by the
+// outcome of its commit. It reports whether the unit goes on.
+func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
+	results := make([]error, len(pl.commits))
+	var wg sync.WaitGroup
+	for i, c := range pl.commits {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = u.p.Store.Commit(ctx, c)
+		}()
+	}
+	wg.Wait()
+	progress, conflict := false, false
+	var conflictErr, unknown error
+	for i, c := range pl.commits {
+		owners := pl.owners[i]
+		err := results[i]
 		var exists *ObservationExistsError
 		var gone *ObservationGoneError
 		switch {
 		case err == nil:
-			p.cache.putCommitted(pl.commit)
-			for i, w := range pl.commit.Observations {
-				pl.writes[i].events = w.Events
-				p.countCaused(w.Events[len(pl.writes[i].carried):])
+			u.p.cache.putCommitted(c)
+			if u.committed == nil {
+				u.committed = make(map[SeriesKey]bool)
 			}
-			p.count(MetricObservations, len(pl.commit.Observations))
-			pending = pending[pl.consumed:]
-			conflicts = 0 // progress: only consecutive conflicts count
-		case errors.As(err, &exists) && exists.Index < len(pl.writes):
-			p.cache.forget(pl.commit)
-			consistent = true
-			resolutions++
-			if resolutions > 2*len(unit)+2 {
-				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
-				break commits
+			for _, r := range c.Series {
+				u.committed[r.Key] = true
 			}
-			it := pl.writes[exists.Index]
-			if exists.Existing.Fingerprint() == it.obs.Fingerprint() {
-				// A redelivery: its first delivery may have died before
-				// publishing, so publish again what it caused (same IDs).
-				it.duplicate = true
-				it.events = exists.Events
-				p.count(MetricDuplicates, 1)
-			} else {
-				it.replaces = exists.Existing.Fingerprint()
-				it.carried = exists.Events[max(0, len(exists.Events)-MaxCarriedEvents):]
-				p.count(MetricAmendments, 1)
+			for _, it := range owners {
+				it.state = applied
+				if it.stored != nil {
+					u.p.count(MetricAmendments, 1)
+				}
 			}
-		case errors.As(err, &gone) && gone.Index < len(pl.writes):
-			// The amended observation expired or was deleted: nothing is
-			// left to amend, so this is a new observation.
-			p.cache.forget(pl.commit)
-			consistent = true
-			resolutions++
-			if resolutions > 2*len(unit)+2 {
-				fail(pending, fmt.Errorf("observation conditions keep failing: %w", err))
-				break commits
-			}
-			pl.writes[gone.Index].replaces = ""
+			u.p.count(MetricObservations, len(owners))
+			u.p.countCaused(pl.caused[i])
+			progress = true
+			continue
+		case errors.As(err, &exists) && exists.Index < len(c.Observations):
+			u.conditions++
+			it := owners[exists.Index]
+			it.stored, it.known = &exists.Stored, true
+		case errors.As(err, &gone) && gone.Index < len(c.Observations):
+			// The amended item expired or was deleted: nothing is left to
+			// amend, so this is a new observation.
+			u.conditions++
+			it := owners[gone.Index]
+			it.stored, it.known = nil, true
 		case errors.Is(err, ErrVersionConflict):
-			p.cache.forget(pl.commit)
-			consistent = true
-			conflicts++
-			p.count(MetricVersionConflicts, 1)
-			if conflicts > p.maxConflicts() {
-				fail(pending, fmt.Errorf("gave up after %d version conflicts in a row: %w", conflicts, err))
-				break commits
-			}
-			p.sleep(ctx, conflictDelay(conflicts))
+			conflict, conflictErr = true, err
+			u.p.count(MetricVersionConflicts, 1)
 		default:
-			// The commit may or may not have been stored.
-			p.cache.forget(pl.commit)
-			fail(pending, err)
-			break commits
+			// The commit may or may not have been stored: its messages are
+			// delivered again and find out.
+			settle(owners, err)
+			unknown = err
+		}
+		u.p.cache.forget(c)
+		u.consistent = true
+	}
+	if unknown != nil {
+		// What follows in the batch waits too: a later amendment of one of
+		// them must not be applied before its redelivery.
+		settle(u.inState(waiting), unknown)
+		return false
+	}
+	if u.conditions > 2*len(u.items)+2 {
+		settle(u.inState(waiting), errors.New("observation conditions keep failing"))
+		return false
+	}
+	if !conflict {
+		u.conflicts = 0
+		return true
+	}
+	if progress {
+		u.conflicts = 0 // only consecutive conflicts count
+		return true
+	}
+	u.conflicts++
+	if u.conflicts > u.p.maxConflicts() {
+		settle(u.inState(waiting), fmt.Errorf("gave up after %d version conflicts in a row: %w", u.conflicts, conflictErr))
+		return false
+	}
+	u.p.sleep(ctx, conflictDelay(u.conflicts))
+	return true
+}
+
+// finish writes the items the committed records let go of and publishes
+// what the touched series owe the bus: both follow the commit, so neither
+// waits for the other. Earlier commits of the unit may have stored events
+// even if a later one failed: they go out too.
+func (u *unitRun) finish(ctx context.Context) {
+	var keys []SeriesKey
+	seen := make(map[SeriesKey]bool)
+	var legacy []Event // events stored on the items of redelivered observations
+	owners := make(map[string]SeriesKey)
+	for _, it := range u.items {
+		if it.state == rerouted {
+			continue
+		}
+		if !seen[it.key] {
+			seen[it.key] = true
+			keys = append(keys, it.key)
+		}
+		if it.state == duplicate && it.stored != nil {
+			for _, e := range it.stored.Events {
+				if _, dup := owners[e.ID]; !dup {
+					legacy = append(legacy, e)
+					owners[e.ID] = it.key
+				}
+			}
 		}
 	}
-	// Earlier commits of this unit may have stored events even if a later
-	// one failed: publish them now.
-	done := make([]*item, 0, len(unit))
-	for _, it := range unit {
-		if !it.rerouted {
-			done = append(done, it)
+	if len(keys) == 0 {
+		return
+	}
+	records, err := u.p.cachedRecords(ctx, keys)
+	if err != nil {
+		u.failSeries(nil, err)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		u.p.spill(ctx, records)
+	}()
+	var events []Event
+	for _, k := range keys {
+		for _, e := range records[k].Pending() {
+			if _, dup := owners[e.ID]; !dup {
+				events = append(events, e)
+				owners[e.ID] = k
+			}
 		}
 	}
-	p.publish(ctx, identity, touched, done, errs)
+	events = append(events, legacy...)
+	acked, blocked, err := u.p.deliver(ctx, events, owners)
+	u.p.acknowledge(ctx, acked, u.committed)
+	if len(blocked) > 0 {
+		u.failSeries(blocked, fmt.Errorf("publish events: %w", err))
+	}
+	wg.Wait()
+}
+
+// acknowledge records how far the bus took each series' outbox. A series
+// this unit committed keeps the position in the cache, and its next commit
+// writes it at no cost; one it only touched (a redelivery, a rebuild's
+// outbox) gets an acknowledgement of its own, or every new processor
+// would publish those events again.
+func (p *Processor) acknowledge(ctx context.Context, acked map[SeriesKey]int64, committed map[SeriesKey]bool) {
+	var wg sync.WaitGroup
+	for k, pos := range acked {
+		if committed[k] {
+			p.cache.ack(k, pos)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Store.Ack(ctx, k, pos); err != nil {
+				// Harmless: the events go out again, with the same IDs.
+				p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
+				return
+			}
+			p.cache.ack(k, pos)
+		}()
+	}
+	wg.Wait()
+}
+
+// failSeries fails the items of the given series (all when keys is nil)
+// that are done so far: their messages come back and publish again.
+func (u *unitRun) failSeries(keys map[SeriesKey]bool, err error) {
+	for _, it := range u.items {
+		if (it.state == applied || it.state == duplicate) && (keys == nil || keys[it.key]) {
+			it.state, it.err = settled, err
+		}
+	}
+}
+
+// cachedRecords returns the records of keys, all of one identity, from
+// the cache where they are (after a commit they are), else the store.
+func (p *Processor) cachedRecords(ctx context.Context, keys []SeriesKey) (map[SeriesKey]*SeriesRecord, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	primitives := make([]string, len(keys))
+	for i, k := range keys {
+		primitives[i] = k.Primitive
+	}
+	recs, err := p.loadRecords(ctx, keys[0].IdentityUUID, primitives, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[SeriesKey]*SeriesRecord, len(keys))
+	for _, k := range keys {
+		out[k] = recs[k.Primitive]
+	}
+	return out, nil
+}
+
+// spill writes the items of the inline observations the records let go of.
+// Nothing waits on it: until the next commit of a record lets go of them,
+// they stay inline, and a failed write is tried again then.
+func (p *Processor) spill(ctx context.Context, records map[SeriesKey]*SeriesRecord) {
+	var writes []ObservationWrite
+	written := make(map[SeriesKey][]ObservationRef)
+	for k, rec := range records {
+		for _, o := range rec.overflow() {
+			if !o.written {
+				writes = append(writes, o.Write())
+				written[k] = append(written[k], o.Ref())
+			}
+		}
+	}
+	if len(writes) == 0 {
+		return
+	}
+	if err := p.Store.PutObservations(ctx, writes); err != nil {
+		p.logger().WarnContext(ctx, "write observation items; they stay in their records", "items", len(writes), "error", err)
+		return
+	}
+	for k, refs := range written {
+		p.cache.markWritten(k, refs)
+	}
 }
 
 func (p *Processor) maxConflicts() int {
@@ -321,342 +517,7 @@ func (p *Processor) sleep(ctx context.Context, d time.Duration) {
 	_ = backoff.Sleep(ctx, d) // a done context ends the unit at its next step
 }
 
-// plan is the next atomic write of a unit.
-type plan struct {
-	consumed int     // items of pending it covers (written or duplicates)
-	commit   *Commit //
-	writes   []*item // the item behind each commit.Observations entry
-}
-
-// errStaleResolution reports that a unit's records were computed under
-// another membership than the one its attackers were resolved under.
-var errStaleResolution = errors.New("membership changed since the attackers were resolved")
-
-// plan applies pending items, in order, to fresh copies of their records
-// until the commit is full or an item needs a committed predecessor.
-//
-// Every record it writes must have been computed under the membership the
-// attackers were resolved under: a membership change rewrites every record
-// of the identities it changes with the new membership version, so a record
-// under another version means the resolution is stale (errStaleResolution),
-// and a stale record fails its version condition at commit. A record it
-// creates has no version to compare: the commit then writes the identity
-// record, whose membership is checked here and whose version is checked at
-// commit.
-func (p *Processor) plan(ctx context.Context, identity string, pending []*item, consistent bool) (*plan, error) {
-	primitives := make([]string, 0, len(pending))
-	for _, it := range pending {
-		primitives = append(primitives, it.key.Primitive)
-	}
-	records, err := p.loadRecords(ctx, identity, primitives, consistent)
-	if err != nil {
-		return nil, err
-	}
-	pl := &plan{commit: &Commit{}}
-	var ident *IdentityRecord
-	inCommit := make(map[SeriesKey]bool)
-	written := make(map[SeriesKey]map[string]bool)
-	full := make(map[SeriesKey]map[string]Point) // whole series, once read
-	planned := make(map[SeriesKey][]storedPoint) // points written by this commit
-	var budget commitBudget
-	for i, it := range pending {
-		if it.duplicate {
-			pl.consumed = i + 1
-			continue
-		}
-		key, ref := it.key, it.obs.EvidenceRef
-		if written[it.store][ref] {
-			break // the same key twice: the second waits for the first
-		}
-		grow := 1
-		if !inCommit[key] {
-			grow++
-		}
-		rec := records[key.Primitive]
-		if pl.commit.Items()+grow+1 > MaxCommitItems || !budget.fits(it.obs, it.carried, rec) { // +1: room for the identity
-			break
-		}
-		// Attackers of one identity may have been resolved at different
-		// times: each item's membership must be its record's.
-		res := it.res
-		if rec.Version > 0 && rec.Membership != res.membership {
-			return nil, errStaleResolution
-		}
-		rec.Membership = res.membership
-		if rec.Version == 0 {
-			if ident == nil {
-				if ident, err = p.loadIdentity(ctx, identity, consistent); err != nil {
-					return nil, err
-				}
-			}
-			if ident.Parent != "" || ident.Membership != res.membership || !ident.HasMember(identity, it.obs.AttackerUUID) {
-				return nil, errStaleResolution
-			}
-			pl.commit.Identity = ident
-		}
-		if len(rec.Pending()) >= MaxPendingEvents {
-			// The bus has not taken this series' events for a while: hold
-			// new observations back (the queue delivers them again) rather
-			// than let the outbox grow toward the item size limit.
-			it.deferred = &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s has %d events the bus has not accepted yet; retry later", key, len(rec.Pending()))}
-			pl.consumed = i + 1
-			continue
-		}
-		kind := p.Registry.Kind(key.Primitive)
-		point := it.obs.Point()
-		var state State
-		if it.replaces != "" || p.FullRecompute || !rec.Series.Compatible(kind, p.Thresholds) || full[key] != nil {
-			points, err := p.wholeSeries(ctx, key, res.members, full, planned[key])
-			if err != nil {
-				return nil, err
-			}
-			points[pointKey(it.store, ref)] = point
-			all := make([]Point, 0, len(points))
-			for _, pt := range points {
-				all = append(all, pt)
-			}
-			rec.Series = NewSeries(kind, all, p.Thresholds)
-			if rec.Series.Exact() {
-				state = rec.Series.State(p.Thresholds)
-			} else {
-				SortPoints(all)
-				state = Merge(kind, all, p.Thresholds)
-			}
-		} else {
-			rec.Series.Add(point)
-			state = rec.Series.State(p.Thresholds)
-		}
-		planned[key] = append(planned[key], storedPoint{store: it.store, point: point})
-		events := slices.Clone(it.carried)
-		change := rec.Transition(state, it.obs.AttackerUUID)
-		if change != nil {
-			e, err := change.Event()
-			if err != nil {
-				return nil, err
-			}
-			events = append(events, e)
-		}
-		if Touches(change) {
-			if ident == nil {
-				if ident, err = p.loadIdentity(ctx, identity, consistent); err != nil {
-					return nil, err
-				}
-			}
-			if s := ident.Flag(change, p.Thresholds); s != nil {
-				e, err := s.Event()
-				if err != nil {
-					return nil, err
-				}
-				events = append(events, e)
-			}
-			pl.commit.Identity = ident
-		}
-		pl.commit.Observations = append(pl.commit.Observations, ObservationWrite{Key: it.store, Observation: it.obs, Replaces: it.replaces, Events: events})
-		pl.writes = append(pl.writes, it)
-		if !inCommit[key] {
-			inCommit[key] = true
-			pl.commit.Series = append(pl.commit.Series, rec)
-		}
-		budget.add(pl.commit.Observations[len(pl.commit.Observations)-1], rec, pl.commit.Identity)
-		if written[it.store] == nil {
-			written[it.store] = make(map[string]bool)
-		}
-		written[it.store][ref] = true
-		pl.consumed = i + 1
-	}
-	return pl, nil
-}
-
-// storedPoint is a point with the series it is stored under.
-type storedPoint struct {
-	store SeriesKey
-	point Point
-}
-
-// pointKey names a point of an identity's series uniquely: the natural key
-// within the attacker's stored series.
-func pointKey(store SeriesKey, ref string) string { return store.String() + "\x00" + ref }
-
-// wholeSeries returns the points of an identity's series, the union of the
-// stored series of its members, by pointKey: read once per plan, with this
-// plan's earlier points on top.
-func (p *Processor) wholeSeries(ctx context.Context, key SeriesKey, members []string, full map[SeriesKey]map[string]Point, planned []storedPoint) (map[string]Point, error) {
-	if points := full[key]; points != nil {
-		return points, nil
-	}
-	union, err := p.loadUnion(ctx, members, []string{key.Primitive})
-	if err != nil {
-		return nil, err
-	}
-	points := make(map[string]Point, len(planned))
-	for _, o := range union[key.Primitive] {
-		points[pointKey(SeriesKey{IdentityUUID: StubIdentityID(o.AttackerUUID), Primitive: key.Primitive}, o.EvidenceRef)] = o.Point()
-	}
-	for _, sp := range planned {
-		points[pointKey(sp.store, sp.point.Ref)] = sp.point
-	}
-	full[key] = points
-	return points, nil
-}
-
-// loadRecords returns working copies of the records of primitives: from
-// the cache where it has them, else from the store, else new.
-func (p *Processor) loadRecords(ctx context.Context, identity string, primitives []string, consistent bool) (map[string]*SeriesRecord, error) {
-	out := make(map[string]*SeriesRecord, len(primitives))
-	var missing []string
-	for _, prim := range primitives {
-		if _, done := out[prim]; done {
-			continue
-		}
-		key := SeriesKey{IdentityUUID: identity, Primitive: prim}
-		if rec, ok := p.cache.series(key); ok {
-			out[prim] = rec
-			continue
-		}
-		out[prim] = nil
-		missing = append(missing, prim)
-	}
-	if len(missing) > 0 {
-		stored, err := p.Store.LoadSeries(ctx, identity, missing, consistent)
-		if err != nil {
-			return nil, fmt.Errorf("load records of identity %s: %w", identity, err)
-		}
-		for _, prim := range missing {
-			key := SeriesKey{IdentityUUID: identity, Primitive: prim}
-			rec := stored[prim]
-			if rec == nil {
-				rec = NewSeriesRecord(key, p.Registry.Kind(prim), p.Thresholds)
-			}
-			rec.Key = key
-			p.cache.putSeries(rec)
-			out[prim] = rec.Clone()
-		}
-	}
-	return out, nil
-}
-
-func (p *Processor) loadIdentity(ctx context.Context, identity string, consistent bool) (*IdentityRecord, error) {
-	if rec, ok := p.cache.identity(identity); ok {
-		return rec, nil
-	}
-	rec, err := p.Store.LoadIdentity(ctx, identity, consistent)
-	if err != nil {
-		return nil, fmt.Errorf("load identity %s: %w", identity, err)
-	}
-	rec.IdentityUUID = identity
-	p.cache.putIdentity(rec)
-	return rec.Clone(), nil
-}
-
-// publish sends the events of the unit's stored observations, those found
-// stored with redelivered ones, and any left in the outboxes of the touched
-// series by a rebuild. Nothing records that the bus took an observation's
-// events: a message whose events the bus did not take fails, and its
-// redelivery, finding the observation stored, publishes them again with
-// the same IDs. Outbox events are acknowledged as the bus takes them.
-func (p *Processor) publish(ctx context.Context, identity string, touched []SeriesKey, unit []*item, errs []error) {
-	var events []Event
-	owners := make(map[string][]*item) // event ID → items whose observation caused it
-	outbox := make(map[string]SeriesKey)
-	add := func(e Event) bool {
-		_, known := owners[e.ID]
-		if _, queued := outbox[e.ID]; !known && !queued {
-			events = append(events, e)
-			return true
-		}
-		return false
-	}
-	var primitives []string
-	for _, k := range touched {
-		primitives = append(primitives, k.Primitive)
-	}
-	if len(primitives) > 0 {
-		records, err := p.loadRecords(ctx, identity, primitives, false)
-		if err != nil {
-			p.failKeys(unit, errs, nil, err)
-			return
-		}
-		for _, k := range touched {
-			for _, e := range records[k.Primitive].Pending() {
-				if add(e) {
-					outbox[e.ID] = k
-				}
-			}
-		}
-	}
-	for _, it := range unit {
-		for _, e := range it.events {
-			add(e)
-			owners[e.ID] = append(owners[e.ID], it)
-		}
-	}
-	if len(events) == 0 {
-		return
-	}
-	unsent, err := p.publishEvents(ctx, events) // event IDs to publish again
-	for id := range unsent {
-		for _, it := range owners[id] {
-			if errs[it.index] == nil {
-				errs[it.index] = fmt.Errorf("publish events: %w", err)
-			}
-		}
-	}
-	p.ackOutboxes(ctx, events, outbox, unsent, unit, errs, err)
-}
-
-// ackOutboxes acknowledges, per series, the prefix of its outbox events the
-// bus took, and fails the items of series whose outbox still holds some.
-func (p *Processor) ackOutboxes(ctx context.Context, events []Event, outbox map[string]SeriesKey, unsent map[string]bool, unit []*item, errs []error, publishErr error) {
-	blocked := make(map[SeriesKey]bool)
-	acked := make(map[SeriesKey]int64)
-	var order []SeriesKey
-	for _, e := range events {
-		k, ok := outbox[e.ID]
-		if !ok || blocked[k] {
-			continue
-		}
-		if unsent[e.ID] {
-			blocked[k] = true
-			continue
-		}
-		if _, seen := acked[k]; !seen {
-			order = append(order, k)
-		}
-		acked[k] = e.Position
-	}
-	// The acks are independent writes: send them together, so the batch
-	// waits for one round trip rather than one per series.
-	var wg sync.WaitGroup
-	for _, k := range order {
-		pos := acked[k]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Store.Ack(ctx, k, pos); err != nil {
-				// Harmless: the events go out again, with the same IDs.
-				p.logger().WarnContext(ctx, "acknowledge outbox", "series", k.String(), "position", pos, "error", err)
-				return
-			}
-			p.cache.ack(k, pos)
-		}()
-	}
-	wg.Wait()
-	if len(blocked) > 0 {
-		p.failKeys(unit, errs, blocked, fmt.Errorf("publish events: %w", publishErr))
-	}
-}
-
-// failKeys fails the items of the given series (all items when keys is nil)
-// that have no error yet.
-func (p *Processor) failKeys(unit []*item, errs []error, keys map[SeriesKey]bool, err error) {
-	for _, it := range unit {
-		if errs[it.index] == nil && (keys == nil || keys[it.key]) {
-			errs[it.index] = err
-		}
-	}
-}
-
-// countCaused counts the events a committed observation caused; counted
+// countCaused counts the events committed observations caused; counted
 // at planning, a plan retried after a conflict would count them again.
 func (p *Processor) countCaused(events []Event) {
 	for _, e := range events {
@@ -680,32 +541,4 @@ func (p *Processor) logger() *slog.Logger {
 		return p.Logger
 	}
 	return slog.Default()
-}
-
-// publishEvents sends events to the bus and returns the IDs of those to
-// publish again, with the bus's error; an event the bus rejects for good is
-// logged and dropped.
-func (p *Processor) publishEvents(ctx context.Context, events []Event) (map[string]bool, error) {
-	err := p.Publisher.Publish(ctx, events)
-	unsent := make(map[string]bool)
-	var perr *PublishError
-	switch {
-	case err == nil:
-	case errors.As(err, &perr):
-		for _, f := range perr.Failed {
-			p.count(MetricPublishFailures, 1)
-			if f.Retryable {
-				unsent[f.Event.ID] = true
-				continue
-			}
-			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
-				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
-		}
-	default:
-		p.count(MetricPublishFailures, len(events))
-		for _, e := range events {
-			unsent[e.ID] = true
-		}
-	}
-	return unsent, err
 }

@@ -259,3 +259,43 @@ func TestProcessorSuspicionScenario(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessorUpgradesFromTheTransactionalDesign: a store written by the
+// transactional design (observation items, records holding nothing inline)
+// keeps working when the incremental design takes over halfway through a
+// stream that redelivers and amends (its redeliveries and amendments of
+// the first half's observations reach the second): the events and records
+// are those of the written rules.
+func TestProcessorUpgradesFromTheTransactionalDesign(t *testing.T) {
+	reg := mustTestRegistry(t)
+	th := attribution.DefaultThresholds()
+	prims := slices.Concat(catPrimitives, numPrimitives, hashPrimitives)
+	for stream := range 6 {
+		t.Run(fmt.Sprintf("stream%02d", stream), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(stream), 31))
+			bodies := genStream(rng, reg, streamOpts{
+				Attackers: 1 + rng.IntN(3), MaxLen: 6 + rng.IntN(20), Redeliver: 0.2, Amend: 0.04,
+				Primitives: prims,
+			})
+			want := mustOracle(t, reg, th, bodies)
+			store := memstore.New()
+			pub := &recorder{}
+			msgs := messages(bodies)
+			half := len(msgs) / 2
+			before := newProcessor(store, pub, reg, th)
+			before.Design = attribution.Transactional
+			after := newProcessor(store, pub, reg, th)
+			for i, m := range msgs {
+				p := after
+				if i < half {
+					p = before
+				}
+				if err := p.Process(context.Background(), []attribution.Message{m})[0]; err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+			}
+			diffEvents(t, "upgrade", bySeries(t, pub.events()), want.events)
+			checkRecords(t, "upgrade", store, want)
+		})
+	}
+}

@@ -36,20 +36,26 @@ func (r *SeriesRecord) Rebuild(kind Kind, observations []Observation, t Threshol
 			last = i
 		}
 	}
-	series := NewSeries(kind, points, t)
-	var state State
-	if series.Exact() {
-		state = series.State(t)
-	} else {
-		SortPoints(points)
-		state = Merge(kind, points, t)
-	}
+	series, state := WholeSeries(kind, points, t)
 	attacker := r.AttackerUUID
 	if attacker == "" {
 		attacker = observations[last].AttackerUUID
 	}
 	r.Series = series
 	return r.Settle(state, attacker)
+}
+
+// WholeSeries builds the record of a whole series, given in any order, and
+// its state: from the record where it is exact, else by the merger over
+// every point.
+func WholeSeries(kind Kind, points []Point, t Thresholds) (Series, State) {
+	series := NewSeries(kind, points, t)
+	if series.Exact() {
+		return series, series.State(t)
+	}
+	sorted := slices.Clone(points)
+	SortPoints(sorted)
+	return series, Merge(kind, sorted, t)
 }
 
 // Reconcile brings the identity's flagged set in line with the current

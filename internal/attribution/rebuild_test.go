@@ -183,7 +183,7 @@ func TestRebuildMatchesProcessing(t *testing.T) {
 				want[r.Key] = *r.Current
 			}
 			for _, r := range before.Records() {
-				obs, err := before.LoadObservations(context.Background(), r.Key)
+				obs, err := before.StoredObservations(r.Key), error(nil)
 				if err != nil {
 					t.Fatal(err)
 				}

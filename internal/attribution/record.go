@@ -36,11 +36,148 @@ type SeriesRecord struct {
 	// Membership is the identity's membership version the record was
 	// computed under (see IdentityNode.Membership).
 	Membership int64 `json:"mv,omitempty"`
+	// Inline holds, oldest first, observations the record applied whose
+	// items are not known to be written: the record is the commit point and
+	// the items follow it (see the README's "Commit").
+	Inline []InlineObservation `json:"inline,omitempty"`
+	// Complete is set while Inline holds every observation of the series,
+	// so that a delivery it does not hold is new without a read.
+	Complete bool `json:"complete,omitempty"`
 }
 
-// NewSeriesRecord is the record of a series not seen before.
+// InlineObservation is an observation held by its record.
+type InlineObservation struct {
+	Observation Observation `json:"o"`
+	Revision    int         `json:"r"`
+	// written is set, in a processor's cache only, once its item is stored:
+	// the next commit of the record lets go of it.
+	written bool
+}
+
+// Ref names the observation's item.
+func (o InlineObservation) Ref() ObservationRef {
+	return ObservationRef{Key: SeriesKey{IdentityUUID: StubIdentityID(o.Observation.AttackerUUID), Primitive: o.Observation.Primitive}, Ref: o.Observation.EvidenceRef}
+}
+
+// Write is the item write of the observation.
+func (o InlineObservation) Write() ObservationWrite {
+	ref := o.Ref()
+	return ObservationWrite{Key: ref.Key, Observation: o.Observation, Revision: o.Revision}
+}
+
+// A record holds at most MaxInline observations inline, together at most
+// MaxInlineBytes of JSON: within them a short series lives in its record
+// alone, one write per observation, and a long one keeps its record within
+// one write unit.
+const (
+	MaxInline      = 6
+	MaxInlineBytes = 2048
+)
+
+// putInline holds o, replacing an older revision of it.
+func (r *SeriesRecord) putInline(o InlineObservation) {
+	if i := r.inlineOf(o.Observation); i >= 0 {
+		r.Inline = slices.Delete(r.Inline, i, i+1)
+	}
+	r.Inline = append(r.Inline, o)
+}
+
+// overflow returns the inline observations past the record's budget,
+// oldest first: their items are to be written before the record lets go.
+func (r *SeriesRecord) overflow() []InlineObservation {
+	kept, bytes := 0, 0
+	i := len(r.Inline)
+	for i > 0 && kept < MaxInline {
+		n := jsonBytes(r.Inline[i-1].Observation)
+		if kept > 0 && bytes+n > MaxInlineBytes {
+			break
+		}
+		kept, bytes, i = kept+1, bytes+n, i-1
+	}
+	return r.Inline[:i]
+}
+
+// release lets go of the inline observations past the budget whose items
+// are written. The record then no longer holds its whole series.
+func (r *SeriesRecord) release() {
+	over := len(r.overflow())
+	kept := r.Inline[:0:0]
+	for i, o := range r.Inline {
+		if i < over && o.written {
+			r.Complete = false
+			continue
+		}
+		kept = append(kept, o)
+	}
+	r.Inline = kept
+}
+
+// Observations returns the whole series: items, the stored observations of
+// its members, overlaid by what the record holds inline (newer than any
+// item of theirs).
+func (r *SeriesRecord) Observations(items []Observation) []Observation {
+	byKey := make(map[string]int, len(items)+len(r.Inline))
+	out := make([]Observation, 0, len(items)+len(r.Inline))
+	put := func(o Observation) {
+		k := pointKey(SeriesKey{IdentityUUID: StubIdentityID(o.AttackerUUID), Primitive: o.Primitive}, o.EvidenceRef)
+		if i, ok := byKey[k]; ok {
+			out[i] = o
+			return
+		}
+		byKey[k] = len(out)
+		out = append(out, o)
+	}
+	for _, o := range items {
+		put(o)
+	}
+	for _, o := range r.Inline {
+		put(o.Observation)
+	}
+	return out
+}
+
+// HoldSeries holds the observations of a whole series, given in order, as the
+// processor leaves them: the newest within the budget inline, the rest
+// returned for their items to be written (the record then no longer holds
+// the whole series). For tools that store a series at once.
+func (r *SeriesRecord) HoldSeries(observations []Observation) []Observation {
+	r.Inline = make([]InlineObservation, len(observations))
+	for i, o := range observations {
+		r.Inline[i] = InlineObservation{Observation: o, Revision: 1}
+	}
+	r.Complete = true
+	over := r.overflow()
+	items := make([]Observation, len(over))
+	for i := range over {
+		r.Inline[i].written = true
+		items[i] = over[i].Observation
+	}
+	r.release()
+	return items
+}
+
+// markWritten notes that the items under refs are stored.
+func (r *SeriesRecord) markWritten(refs []ObservationRef) {
+	for _, ref := range refs {
+		if i := slices.IndexFunc(r.Inline, func(o InlineObservation) bool { return o.Ref() == ref }); i >= 0 {
+			r.Inline[i].written = true
+		}
+	}
+}
+
+// inlineOf returns the index of the inline observation with o's key (its
+// attacker, primitive and evidence ref), or -1.
+func (r *SeriesRecord) inlineOf(o Observation) int {
+	return slices.IndexFunc(r.Inline, func(in InlineObservation) bool {
+		x := in.Observation
+		return x.EvidenceRef == o.EvidenceRef && x.AttackerUUID == o.AttackerUUID && x.Primitive == o.Primitive
+	})
+}
+
+// NewSeriesRecord is the record of a series not seen before: it holds all
+// of its observations (none).
 func NewSeriesRecord(key SeriesKey, kind Kind, t Thresholds) *SeriesRecord {
-	return &SeriesRecord{Key: key, Series: EmptySeries(kind, t)}
+	return &SeriesRecord{Key: key, Series: EmptySeries(kind, t), Complete: true}
 }
 
 // Clone returns a deep copy.
@@ -52,6 +189,7 @@ func (r *SeriesRecord) Clone() *SeriesRecord {
 		c.Current = &cur
 	}
 	c.Outbox = slices.Clone(r.Outbox)
+	c.Inline = slices.Clone(r.Inline)
 	return &c
 }
 

@@ -44,14 +44,24 @@ type Store interface {
 	// LoadIdentitySeries returns every series record of an identity, read
 	// consistently, keyed by primitive.
 	LoadIdentitySeries(ctx context.Context, identityUUID string) (map[string]*SeriesRecord, error)
-	// LoadObservations returns every stored observation of a series, read
-	// consistently, in no particular order.
+	// LoadObservations returns every stored observation item of a series,
+	// read consistently, in no particular order. Observations still inline
+	// in a record are not among them.
 	LoadObservations(ctx context.Context, key SeriesKey) ([]Observation, error)
+	// LookupObservations reads the observation items under refs
+	// consistently; a ref with no item is absent from the answer.
+	LookupObservations(ctx context.Context, refs []ObservationRef) (map[ObservationRef]StoredObservation, error)
+	// PutObservations writes the items of observations already applied to
+	// their records. Each write is idempotent and never replaces an item of
+	// a later revision; writes already superseded succeed.
+	PutObservations(ctx context.Context, writes []ObservationWrite) error
 	// Commit writes all of c or nothing. It fails with an
 	// *ObservationExistsError when an observation's condition fails, with
 	// an *ObservationGoneError when an amendment's target is not stored,
 	// and with an error wrapping ErrVersionConflict when a record's stored
-	// version is not the one read. Records are stored with Version+1.
+	// version is not the one read. Records are stored with Version+1 and
+	// their Published position. A commit of one record and nothing else is
+	// one conditional write of one item; anything more is a transaction.
 	Commit(ctx context.Context, c *Commit) error
 	// CommitMembership writes all of c or nothing; it fails with an error
 	// wrapping ErrVersionConflict when any record's or attacker's stored
@@ -65,14 +75,19 @@ type Store interface {
 	Ack(ctx context.Context, key SeriesKey, position int64) error
 }
 
-// Commit is one atomic write: new or replacing observations with the
-// records they change.
+// Commit is one atomic write: records, with the observation items written
+// in the same transaction (the transactional design; none in the
+// incremental one, where the records hold what they applied inline).
 type Commit struct {
 	Observations []ObservationWrite
 	// Series records carry the Version they were read at (0: new).
 	Series []*SeriesRecord
-	// Identity is set when the identity record changed.
+	// Identity is set when the identity record changed, or when a record is
+	// created: writing it fences the creation against membership changes.
 	Identity *IdentityRecord
+	// Applied lists the observations the commit applies to its records, in
+	// order; stores ignore it (it is what the commit means, for counting).
+	Applied []Observation
 }
 
 // Items counts the items the commit writes.
@@ -90,7 +105,7 @@ func (c *Commit) Items() int {
 func (c *Commit) Bytes() int {
 	n := 0
 	for _, w := range c.Observations {
-		n += jsonBytes(w.Observation) + jsonBytes(w.Events) + commitItemOverhead
+		n += jsonBytes(w.Observation) + commitItemOverhead
 	}
 	for _, r := range c.Series {
 		n += jsonBytes(r) + commitItemOverhead
@@ -101,32 +116,47 @@ func (c *Commit) Bytes() int {
 	return n
 }
 
+// ObservationRef names an observation item: the attacker's stored series
+// and the natural key within it.
+type ObservationRef struct {
+	Key SeriesKey
+	Ref string
+}
+
+// StoredObservation is an observation item as stored.
+type StoredObservation struct {
+	Observation Observation
+	// Revision counts the amendments of the observation (1: as first
+	// stored; 0: stored before revisions were kept).
+	Revision int
+	// Events are those an item of the transactional design carries: the
+	// events the observation caused, kept for a redelivery to publish.
+	Events []Event
+}
+
 // ObservationWrite stores one observation of a series.
 type ObservationWrite struct {
 	Key         SeriesKey
 	Observation Observation
+	// Revision orders the versions of one observation: an item is only
+	// replaced by a write of a later revision.
+	Revision int
 	// Replaces is empty for a new observation, which must not be stored
 	// yet, or the fingerprint of the stored observation an amendment
 	// replaces, which must still be the stored one.
 	Replaces string
-	// Events are the events the observation caused, stored with it so that
-	// a redelivery of its message can publish them again: no write is
-	// needed to record that the bus took them.
-	Events []Event
 }
 
 // ObservationExistsError reports that the observation at Index of a commit
-// was not written because the stored one (Existing, with the events it
-// caused) is not what the write expected.
+// was not written because the stored one is not what the write expected.
 type ObservationExistsError struct {
-	Index    int
-	Existing Observation
-	Events   []Event
+	Index  int
+	Stored StoredObservation
 }
 
 func (e *ObservationExistsError) Error() string {
 	return fmt.Sprintf("observation %d of the commit: stored observation %s of %s differs from the expected one",
-		e.Index, e.Existing.EvidenceRef, e.Existing.Primitive)
+		e.Index, e.Stored.Observation.EvidenceRef, e.Stored.Observation.Primitive)
 }
 
 // ObservationGoneError reports that the observation at Index of a commit

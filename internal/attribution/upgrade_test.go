@@ -105,7 +105,7 @@ func TestRecordBeforeValueEqualityIsRebuilt(t *testing.T) {
 			if got.Current.State != fx.Want.State || got.Current.CurrentValue != fx.Want.CurrentValue || got.Current.ObservationCount != fx.Want.ObservationCount {
 				t.Errorf("state %+v, want %+v", *got.Current, fx.Want)
 			}
-			stored, err := store.LoadObservations(context.Background(), key)
+			stored, err := store.StoredObservations(key), error(nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -39,9 +39,11 @@ func (c *expiringClient) TransactWriteItems(ctx context.Context, in *dynamodb.Tr
 	return c.Client.TransactWriteItems(ctx, in, opts...)
 }
 
-// TestAmendmentOfExpiredObservationIsNew: an amendment whose stored
-// observation is gone by the time it is written is stored as a new
-// observation, instead of failing its condition on every try.
+// TestAmendmentOfExpiredObservationIsNew: in the transactional design, an
+// amendment whose stored observation is gone by the time it is written is
+// stored as a new observation, instead of failing its condition on every
+// try. (The incremental design reads before it writes: an item gone by
+// then is simply not found.)
 func TestAmendmentOfExpiredObservationIsNew(t *testing.T) {
 	srv := awstest.Moto(t)
 	stack := awstest.NewStack(t, srv)
@@ -52,7 +54,7 @@ func TestAmendmentOfExpiredObservationIsNew(t *testing.T) {
 		States:       stack.TableName(devstack.StatesTableID),
 	}, 0)
 	p := &attribution.Processor{
-		Store: store, Identities: store, Publisher: discardPublisher{},
+		Store: store, Identities: store, Publisher: discardPublisher{}, Design: attribution.Transactional,
 		Registry: attribution.BuiltinRegistry(), Thresholds: attribution.DefaultThresholds(),
 		Sleep: func(context.Context, time.Duration) {},
 	}

@@ -9,26 +9,31 @@ import (
 
 func TestScanCursorRoundTrip(t *testing.T) {
 	key := map[string]types.AttributeValue{attrSeries: str("id|a.b"), attrEvidenceRef: str("shard:att#1")}
-	c, err := encodeCursor(key)
-	if err != nil || len(c) == 0 {
-		t.Fatalf("encode: %q, %v", c, err)
+	for _, inStates := range []bool{false, true} {
+		c, err := encodeCursor(key, inStates)
+		if err != nil || len(c) == 0 {
+			t.Fatalf("encode: %q, %v", c, err)
+		}
+		back, states, err := decodeCursor(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if states != inStates || !maps.EqualFunc(back, key, func(a, b types.AttributeValue) bool {
+			return a.(*types.AttributeValueMemberS).Value == b.(*types.AttributeValueMemberS).Value
+		}) {
+			t.Fatalf("round trip %v (states %v), want %v (states %v)", back, states, key, inStates)
+		}
 	}
-	back, err := decodeCursor(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !maps.EqualFunc(back, key, func(a, b types.AttributeValue) bool {
-		return a.(*types.AttributeValueMemberS).Value == b.(*types.AttributeValueMemberS).Value
-	}) {
-		t.Fatalf("round trip %v, want %v", back, key)
-	}
-	if c, err := encodeCursor(nil); err != nil || len(c) != 0 {
+	if c, err := encodeCursor(nil, true); err != nil || len(c) != 0 {
 		t.Fatalf("end of segment: %q, %v", c, err)
 	}
-	if start, err := decodeCursor(nil); err != nil || start != nil {
-		t.Fatalf("start of segment: %v, %v", start, err)
+	if start, states, err := decodeCursor(nil); err != nil || start != nil || states {
+		t.Fatalf("start of segment: %v, %v, %v", start, states, err)
 	}
-	if _, err := encodeCursor(map[string]types.AttributeValue{attrSeries: integer(1)}); err == nil {
+	if start, states, err := decodeCursor(statesStart); err != nil || start != nil || !states {
+		t.Fatalf("start of the states part: %v, %v, %v", start, states, err)
+	}
+	if _, err := encodeCursor(map[string]types.AttributeValue{attrSeries: integer(1)}, false); err == nil {
 		t.Fatal("a number key attribute was encoded")
 	}
 }

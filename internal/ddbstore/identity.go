@@ -92,14 +92,14 @@ func (s *Store) CommitMembership(ctx context.Context, c *attribution.MembershipC
 		actions = append(actions, types.TransactWriteItem{Update: s.attackerUpdate(a)})
 	}
 	for _, r := range c.Identities {
-		u, err := s.recordUpdate(stateKey(r.IdentityUUID, identityItem), r, r.Version)
+		u, err := s.recordUpdate(stateKey(r.IdentityUUID, identityItem), r, r.Version, r.Published)
 		if err != nil {
 			return fmt.Errorf("identity %s: %w", r.IdentityUUID, err)
 		}
 		actions = append(actions, types.TransactWriteItem{Update: u})
 	}
 	for _, r := range c.Series {
-		u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version)
+		u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version, r.Published)
 		if err != nil {
 			return fmt.Errorf("series %s: %w", r.Key, err)
 		}

@@ -2,6 +2,7 @@ package ddbstore
 
 import (
 	"context"
+	"decnet-attribution/internal/attribution"
 	"encoding/json"
 	"fmt"
 
@@ -37,10 +38,18 @@ type ObservationPage struct {
 // observations table, from where the cursor stands, with at most limit
 // items (0: pages of up to 1 MB). The segments of one segment count cover
 // the table once, so they can be scanned in parallel.
+//
+// Observations still held inline by their series record have no item yet:
+// once a segment of the observations table is done, the scan goes on with
+// the same segment of the states table and reports those, so that every
+// stored observation is found once.
 func (s *Store) ScanObservations(ctx context.Context, segment, segments int, from ScanCursor, limit int32) (ObservationPage, error) {
-	start, err := decodeCursor(from)
+	start, inStates, err := decodeCursor(from)
 	if err != nil {
 		return ObservationPage{}, err
+	}
+	if inStates {
+		return s.scanInline(ctx, segment, segments, start, limit)
 	}
 	in := &dynamodb.ScanInput{
 		TableName:     &s.Tables.Observations,
@@ -65,11 +74,62 @@ func (s *Store) ScanObservations(ctx context.Context, segment, segments int, fro
 			page.Series = append(page.Series, StoredSeries{Series: series, Attacker: attackerOf(item)})
 		}
 	}
-	if page.Next, err = encodeCursor(out.LastEvaluatedKey); err != nil {
+	if len(out.LastEvaluatedKey) == 0 {
+		page.Next = statesStart
+		return page, nil
+	}
+	if page.Next, err = encodeCursor(out.LastEvaluatedKey, false); err != nil {
 		return ObservationPage{}, err
 	}
 	return page, nil
 }
+
+// scanInline reads one page of a segment of the states table and reports
+// the observations its series records hold inline, one entry each.
+func (s *Store) scanInline(ctx context.Context, segment, segments int, start map[string]types.AttributeValue, limit int32) (ObservationPage, error) {
+	in := &dynamodb.ScanInput{
+		TableName:                &s.Tables.States,
+		Segment:                  aws.Int32(int32(segment)),
+		TotalSegments:            aws.Int32(int32(segments)),
+		ProjectionExpression:     aws.String("#p, #rec"),
+		ExpressionAttributeNames: map[string]string{"#p": attrPrimitive, "#rec": attrRecord},
+		ExclusiveStartKey:        start,
+	}
+	if limit > 0 {
+		in.Limit = aws.Int32(limit)
+	}
+	out, err := s.Client.Scan(ctx, in)
+	if err != nil {
+		return ObservationPage{}, fmt.Errorf("scan segment %d of %s: %w", segment, s.Tables.States, err)
+	}
+	var page ObservationPage
+	for _, item := range out.Items {
+		if stringAttr(item, attrPrimitive) == identityItem {
+			continue
+		}
+		var rec attribution.SeriesRecord
+		if err := decodeRecord(item, &rec); err != nil {
+			return ObservationPage{}, fmt.Errorf("scan %s: %w", s.Tables.States, err)
+		}
+		for _, o := range rec.Inline {
+			page.Series = append(page.Series, StoredSeries{Series: o.Ref().Key.String(), Attacker: o.Observation.AttackerUUID})
+		}
+	}
+	// Scanned counts observation items: a record's inline observations may
+	// have their items too, already counted.
+	if page.Next, err = encodeCursor(out.LastEvaluatedKey, true); err != nil {
+		return ObservationPage{}, err
+	}
+	return page, nil
+}
+
+// cursorTable marks, in a cursor, a position in the states table; a cursor
+// without it (every cursor written before inline observations) is one in
+// the observations table. Key attribute names never start with '#'.
+const cursorTable = "#table"
+
+// statesStart is the cursor of a segment's start in the states table.
+var statesStart = ScanCursor(`{"` + cursorTable + `":"states"}`)
 
 // attackerOf reads the attacker of a scanned observation item, leniently:
 // only that field of the body is decoded.
@@ -82,12 +142,15 @@ func attackerOf(item map[string]types.AttributeValue) string {
 }
 
 // encodeCursor writes a scan's LastEvaluatedKey as a JSON object of its
-// key attributes, which are strings in the observations table.
-func encodeCursor(key map[string]types.AttributeValue) (ScanCursor, error) {
+// key attributes, which are strings in both tables.
+func encodeCursor(key map[string]types.AttributeValue, inStates bool) (ScanCursor, error) {
 	if len(key) == 0 {
 		return nil, nil
 	}
-	flat := make(map[string]string, len(key))
+	flat := make(map[string]string, len(key)+1)
+	if inStates {
+		flat[cursorTable] = "states"
+	}
 	for name, v := range key {
 		s, ok := v.(*types.AttributeValueMemberS)
 		if !ok {
@@ -98,20 +161,22 @@ func encodeCursor(key map[string]types.AttributeValue) (ScanCursor, error) {
 	return json.Marshal(flat)
 }
 
-func decodeCursor(c ScanCursor) (map[string]types.AttributeValue, error) {
+func decodeCursor(c ScanCursor) (key map[string]types.AttributeValue, inStates bool, err error) {
 	if len(c) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	var flat map[string]string
 	if err := json.Unmarshal(c, &flat); err != nil {
-		return nil, fmt.Errorf("scan cursor %s: %w", c, err)
+		return nil, false, fmt.Errorf("scan cursor %s: %w", c, err)
 	}
+	_, inStates = flat[cursorTable]
+	delete(flat, cursorTable)
 	if len(flat) == 0 {
-		return nil, nil
+		return nil, inStates, nil
 	}
-	key := make(map[string]types.AttributeValue, len(flat))
+	key = make(map[string]types.AttributeValue, len(flat))
 	for name, v := range flat {
 		key[name] = str(v)
 	}
-	return key, nil
+	return key, inStates, nil
 }

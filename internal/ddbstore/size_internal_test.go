@@ -30,12 +30,8 @@ func TestCommitBytesBoundsTheTransaction(t *testing.T) {
 					Value: attribution.Value(fmt.Sprintf(`"%d-%s"`, n, strings.Repeat("v", valueBytes))), TS: float64(n), AttackerUUID: "att-1",
 				}
 				rec.Series.Add(o.Point())
-				if change := rec.Transition(rec.Series.State(th), o.AttackerUUID); change != nil && n == 2*attribution.MaxWindow-1 {
-					e, err := change.Event()
-					if err != nil {
-						t.Fatal(err)
-					}
-					c.Observations = append(c.Observations, attribution.ObservationWrite{Key: key, Observation: o, Events: []attribution.Event{e}})
+				if _, err := rec.Settle(rec.Series.State(th), o.AttackerUUID); err != nil {
+					t.Fatal(err)
 				}
 				if n%40 == 0 {
 					c.Observations = append(c.Observations, attribution.ObservationWrite{Key: key, Observation: o, Replaces: "fp"})
@@ -53,13 +49,13 @@ func TestCommitBytesBoundsTheTransaction(t *testing.T) {
 			actions = append(actions, types.TransactWriteItem{Put: put})
 		}
 		for _, r := range c.Series {
-			u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version)
+			u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version, r.Published)
 			if err != nil {
 				t.Fatal(err)
 			}
 			actions = append(actions, types.TransactWriteItem{Update: u})
 		}
-		u, err := s.recordUpdate(stateKey("id-1", identityItem), c.Identity, c.Identity.Version)
+		u, err := s.recordUpdate(stateKey("id-1", identityItem), c.Identity, c.Identity.Version, c.Identity.Published)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,6 +37,7 @@ const (
 	attrRecord      = "rec"
 	attrPublished   = "pub"
 	attrEvents      = "ev"
+	attrRevision    = "rev"
 )
 
 // identityItem is the sort key of an identity's own record in the states
@@ -220,11 +221,17 @@ func (s *Store) batchGet(ctx context.Context, identity string, want map[string]b
 	for p := range want {
 		keys = append(keys, stateKey(identity, p))
 	}
+	return s.batchGetKeys(ctx, s.Tables.States, keys, consistent)
+}
+
+// batchGetKeys reads the items under keys, in requests of batchGetLimit,
+// until DynamoDB has processed every key.
+func (s *Store) batchGetKeys(ctx context.Context, table string, keys []map[string]types.AttributeValue, consistent bool) ([]map[string]types.AttributeValue, error) {
 	var items []map[string]types.AttributeValue
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), batchGetLimit)]
 		keys = keys[len(chunk):]
-		request := map[string]types.KeysAndAttributes{s.Tables.States: {Keys: chunk, ConsistentRead: aws.Bool(consistent)}}
+		request := map[string]types.KeysAndAttributes{table: {Keys: chunk, ConsistentRead: aws.Bool(consistent)}}
 		for attempt := 0; len(request) > 0; attempt++ {
 			if attempt > 0 {
 				if err := backoff.Sleep(ctx, time.Duration(attempt)*20*time.Millisecond); err != nil {
@@ -232,13 +239,13 @@ func (s *Store) batchGet(ctx context.Context, identity string, want map[string]b
 				}
 			}
 			if attempt > 8 {
-				return nil, fmt.Errorf("batch get %s: keys still unprocessed after %d attempts", s.Tables.States, attempt)
+				return nil, fmt.Errorf("batch get %s: keys still unprocessed after %d attempts", table, attempt)
 			}
 			out, err := s.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: request})
 			if err != nil {
-				return nil, fmt.Errorf("batch get %s: %w", s.Tables.States, err)
+				return nil, fmt.Errorf("batch get %s: %w", table, err)
 			}
-			items = append(items, out.Responses[s.Tables.States]...)
+			items = append(items, out.Responses[table]...)
 			request = out.UnprocessedKeys
 		}
 	}
@@ -295,8 +302,13 @@ func (s *Store) LoadObservations(ctx context.Context, key attribution.SeriesKey)
 	return out, nil
 }
 
-// Commit implements attribution.Store with one TransactWriteItems.
+// Commit implements attribution.Store: one conditional UpdateItem for a
+// commit of one record alone (a transaction would charge it twice), else
+// one TransactWriteItems.
 func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
+	if len(c.Observations) == 0 && len(c.Series) == 1 && c.Identity == nil {
+		return s.commitRecord(ctx, c.Series[0])
+	}
 	actions := make([]types.TransactWriteItem, 0, c.Items())
 	for _, w := range c.Observations {
 		put, err := s.observationPut(w)
@@ -306,14 +318,14 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 		actions = append(actions, types.TransactWriteItem{Put: put})
 	}
 	for _, r := range c.Series {
-		u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version)
+		u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version, r.Published)
 		if err != nil {
 			return fmt.Errorf("series %s: %w", r.Key, err)
 		}
 		actions = append(actions, types.TransactWriteItem{Update: u})
 	}
 	if c.Identity != nil {
-		u, err := s.recordUpdate(stateKey(c.Identity.IdentityUUID, identityItem), c.Identity, c.Identity.Version)
+		u, err := s.recordUpdate(stateKey(c.Identity.IdentityUUID, identityItem), c.Identity, c.Identity.Version, c.Identity.Published)
 		if err != nil {
 			return fmt.Errorf("identity %s: %w", c.Identity.IdentityUUID, err)
 		}
@@ -329,6 +341,31 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 		return nil
 	}
 	return s.commitError(ctx, c, err)
+}
+
+// commitRecord writes one series record on its own.
+func (s *Store) commitRecord(ctx context.Context, r *attribution.SeriesRecord) error {
+	u, err := s.recordUpdate(stateKey(r.Key.IdentityUUID, r.Key.Primitive), r, r.Version, r.Published)
+	if err != nil {
+		return fmt.Errorf("series %s: %w", r.Key, err)
+	}
+	_, err = s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 u.TableName,
+		Key:                       u.Key,
+		UpdateExpression:          u.UpdateExpression,
+		ConditionExpression:       u.ConditionExpression,
+		ExpressionAttributeNames:  u.ExpressionAttributeNames,
+		ExpressionAttributeValues: u.ExpressionAttributeValues,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ccf):
+		return fmt.Errorf("series %s: %w", r.Key, attribution.ErrVersionConflict)
+	default:
+		return fmt.Errorf("commit series %s: %w", r.Key, err)
+	}
 }
 
 // maxTransactionBytes is DynamoDB's limit on the aggregate size of the
@@ -414,20 +451,15 @@ func (s *Store) existingObservation(ctx context.Context, index int, w attributio
 		}
 		item = out.Item
 	}
-	o, err := decodeObservation(item)
+	o, err := decodeStored(item)
 	if err != nil {
 		return nil, err
 	}
-	exists := &attribution.ObservationExistsError{Index: index, Existing: o}
-	if b, ok := item[attrEvents].(*types.AttributeValueMemberB); ok {
-		if err := inflateJSON(b.Value, &exists.Events); err != nil {
-			return nil, fmt.Errorf("events of stored observation %s: %w", o.EvidenceRef, err)
-		}
-	}
-	return exists, nil
+	return &attribution.ObservationExistsError{Index: index, Stored: o}, nil
 }
 
-func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, error) {
+// observationItem is the item of an observation write.
+func (s *Store) observationItem(w attribution.ObservationWrite) (map[string]types.AttributeValue, error) {
 	body, err := json.Marshal(w.Observation)
 	if err != nil {
 		return nil, fmt.Errorf("encode observation %s: %w", w.Observation.EvidenceRef, err)
@@ -435,15 +467,17 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 	item := observationKey(w.Key, w.Observation.EvidenceRef)
 	item[attrObservation] = str(string(body))
 	item[attrFingerprint] = str(w.Observation.Fingerprint())
-	if len(w.Events) > 0 {
-		blob, err := deflateJSON(w.Events)
-		if err != nil {
-			return nil, fmt.Errorf("events of observation %s: %w", w.Observation.EvidenceRef, err)
-		}
-		item[attrEvents] = &types.AttributeValueMemberB{Value: blob}
-	}
+	item[attrRevision] = integer(int64(w.Revision))
 	if s.ObservationTTL > 0 {
 		item[attrExpiresAt] = integer(s.Now().Add(s.ObservationTTL).Unix())
+	}
+	return item, nil
+}
+
+func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, error) {
+	item, err := s.observationItem(w)
+	if err != nil {
+		return nil, err
 	}
 	put := &types.Put{
 		TableName:                           &s.Tables.Observations,
@@ -461,9 +495,10 @@ func (s *Store) observationPut(w attribution.ObservationWrite) (*types.Put, erro
 	return put, nil
 }
 
-// recordUpdate writes a record at version+1 if it is still at version. It
-// leaves the acknowledged outbox position alone, so acks never conflict.
-func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, version int64) (*types.Update, error) {
+// recordUpdate writes a record at version+1 if it is still at version,
+// with the acknowledged position of its outbox when it knows one (a
+// processor acknowledges with the record's next write, for free).
+func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, version, published int64) (*types.Update, error) {
 	blob, err := deflateJSON(record)
 	if err != nil {
 		return nil, err
@@ -478,6 +513,11 @@ func (s *Store) recordUpdate(key map[string]types.AttributeValue, record any, ve
 			":next": integer(version + 1),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureNone,
+	}
+	if published > 0 {
+		u.UpdateExpression = aws.String("SET #rec = :rec, #v = :next, #pub = :pub")
+		u.ExpressionAttributeNames["#pub"] = attrPublished
+		u.ExpressionAttributeValues[":pub"] = integer(published)
 	}
 	if version == 0 {
 		u.ConditionExpression = aws.String("attribute_not_exists(#v)")
@@ -516,6 +556,27 @@ func stateKey(identity, primitive string) map[string]types.AttributeValue {
 
 func observationKey(key attribution.SeriesKey, ref string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{attrSeries: str(key.String()), attrEvidenceRef: str(ref)}
+}
+
+// decodeStored decodes an observation item with its revision and, on an
+// item of the transactional design, the events it carries.
+func decodeStored(item map[string]types.AttributeValue) (attribution.StoredObservation, error) {
+	o, err := decodeObservation(item)
+	if err != nil {
+		return attribution.StoredObservation{}, err
+	}
+	stored := attribution.StoredObservation{Observation: o}
+	rev, err := intAttr(item, attrRevision)
+	if err != nil {
+		return stored, fmt.Errorf("stored observation %s: %w", o.EvidenceRef, err)
+	}
+	stored.Revision = int(rev)
+	if b, ok := item[attrEvents].(*types.AttributeValueMemberB); ok {
+		if err := inflateJSON(b.Value, &stored.Events); err != nil {
+			return stored, fmt.Errorf("events of stored observation %s: %w", o.EvidenceRef, err)
+		}
+	}
+	return stored, nil
 }
 
 func decodeObservation(item map[string]types.AttributeValue) (attribution.Observation, error) {

@@ -28,11 +28,8 @@ type Store struct {
 	identities   map[string]*attribution.IdentityRecord
 }
 
-// storedObservation is an observation with the events it caused.
-type storedObservation struct {
-	obs    attribution.Observation
-	events []attribution.Event
-}
+// storedObservation is an observation item.
+type storedObservation = attribution.StoredObservation
 
 // New returns an empty store.
 func New() *Store {
@@ -112,14 +109,10 @@ func (s *Store) CommitMembership(_ context.Context, c *attribution.MembershipCom
 		s.attackers[a.AttackerUUID] = &stored
 	}
 	for _, r := range c.Identities {
-		stored := r.Clone()
-		stored.Version++
-		s.identities[stored.IdentityUUID] = stored
+		s.putIdentityLocked(r)
 	}
 	for _, r := range c.Series {
-		stored := r.Clone()
-		stored.Version++
-		s.records[r.Key] = stored
+		s.putRecordLocked(r)
 	}
 	return nil
 }
@@ -165,9 +158,45 @@ func (s *Store) LoadObservations(_ context.Context, key attribution.SeriesKey) (
 	defer s.mu.Unlock()
 	out := make([]attribution.Observation, 0, len(s.observations[key]))
 	for _, o := range s.observations[key] {
-		out = append(out, o.obs)
+		out = append(out, o.Observation)
 	}
 	return out, nil
+}
+
+// LookupObservations implements attribution.Store.
+func (s *Store) LookupObservations(_ context.Context, refs []attribution.ObservationRef) (map[attribution.ObservationRef]attribution.StoredObservation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[attribution.ObservationRef]attribution.StoredObservation)
+	for _, r := range refs {
+		if o, ok := s.observations[r.Key][r.Ref]; ok {
+			o.Events = slices.Clone(o.Events)
+			out[r] = o
+		}
+	}
+	return out, nil
+}
+
+// PutObservations implements attribution.Store: an item is replaced only by
+// a later revision or by its own content.
+func (s *Store) PutObservations(_ context.Context, writes []attribution.ObservationWrite) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range writes {
+		old, exists := s.observations[w.Key][w.Observation.EvidenceRef]
+		if exists && old.Revision != 0 && old.Revision >= w.Revision && old.Observation.Fingerprint() != w.Observation.Fingerprint() {
+			continue // superseded
+		}
+		s.putLocked(w)
+	}
+	return nil
+}
+
+func (s *Store) putLocked(w attribution.ObservationWrite) {
+	if s.observations[w.Key] == nil {
+		s.observations[w.Key] = make(map[string]storedObservation)
+	}
+	s.observations[w.Key][w.Observation.EvidenceRef] = storedObservation{Observation: w.Observation, Revision: w.Revision}
 }
 
 // Commit implements attribution.Store: all or nothing, checking every
@@ -179,12 +208,12 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 		old, exists := s.observations[w.Key][w.Observation.EvidenceRef]
 		switch {
 		case w.Replaces == "" && exists:
-			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
-		case w.Replaces != "" && (!exists || old.obs.Fingerprint() != w.Replaces):
+			return &attribution.ObservationExistsError{Index: i, Stored: old}
+		case w.Replaces != "" && (!exists || old.Observation.Fingerprint() != w.Replaces):
 			if !exists {
 				return &attribution.ObservationGoneError{Index: i, EvidenceRef: w.Observation.EvidenceRef}
 			}
-			return &attribution.ObservationExistsError{Index: i, Existing: old.obs, Events: slices.Clone(old.events)}
+			return &attribution.ObservationExistsError{Index: i, Stored: old}
 		}
 	}
 	for _, r := range c.Series {
@@ -198,22 +227,35 @@ func (s *Store) Commit(_ context.Context, c *attribution.Commit) error {
 		}
 	}
 	for _, w := range c.Observations {
-		if s.observations[w.Key] == nil {
-			s.observations[w.Key] = make(map[string]storedObservation)
-		}
-		s.observations[w.Key][w.Observation.EvidenceRef] = storedObservation{obs: w.Observation, events: slices.Clone(w.Events)}
+		s.putLocked(w)
 	}
 	for _, r := range c.Series {
-		stored := r.Clone()
-		stored.Version++
-		s.records[r.Key] = stored
+		s.putRecordLocked(r)
 	}
 	if c.Identity != nil {
-		stored := c.Identity.Clone()
-		stored.Version++
-		s.identities[stored.IdentityUUID] = stored
+		s.putIdentityLocked(c.Identity)
 	}
 	return nil
+}
+
+// putRecordLocked stores r at its next version with the acknowledged
+// position it carries, as the DynamoDB store's update does.
+func (s *Store) putRecordLocked(r *attribution.SeriesRecord) {
+	stored := r.Clone()
+	stored.Version++
+	s.records[r.Key] = stored
+	if r.Published > 0 {
+		s.published[r.Key] = r.Published
+	}
+}
+
+func (s *Store) putIdentityLocked(r *attribution.IdentityRecord) {
+	stored := r.Clone()
+	stored.Version++
+	s.identities[stored.IdentityUUID] = stored
+	if r.Published > 0 {
+		s.published[attribution.SeriesKey{IdentityUUID: r.IdentityUUID, Primitive: attribution.IdentityRecordKey}] = r.Published
+	}
 }
 
 func (s *Store) version(k attribution.SeriesKey) int64 {
@@ -260,5 +302,29 @@ func (s *Store) Records() []*attribution.SeriesRecord {
 		}
 		return out[i].Key.Primitive < out[j].Key.Primitive
 	})
+	return out
+}
+
+// StoredObservations returns every observation stored of the attacker's
+// series key, wherever it is: its items, overlaid by the observations
+// records hold inline (newer than any item of theirs).
+func (s *Store) StoredObservations(key attribution.SeriesKey) []attribution.Observation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byRef := make(map[string]attribution.Observation)
+	for ref, o := range s.observations[key] {
+		byRef[ref] = o.Observation
+	}
+	for _, r := range s.records {
+		for _, o := range r.Inline {
+			if o.Ref().Key == key {
+				byRef[o.Observation.EvidenceRef] = o.Observation
+			}
+		}
+	}
+	out := make([]attribution.Observation, 0, len(byRef))
+	for _, o := range byRef {
+		out = append(out, o)
+	}
 	return out
 }

@@ -84,7 +84,7 @@ func TestCommitConditions(t *testing.T) {
 			},
 			wantErr: func(err error) bool {
 				var e *attribution.ObservationExistsError
-				return errors.As(err, &e) && e.Index == 0 && e.Existing.Fingerprint() == a.Fingerprint()
+				return errors.As(err, &e) && e.Index == 0 && e.Stored.Observation.Fingerprint() == a.Fingerprint()
 			},
 			what: "ObservationExistsError at index 0 carrying the stored observation",
 		},
@@ -117,7 +117,7 @@ func TestCommitConditions(t *testing.T) {
 			},
 			wantErr: func(err error) bool {
 				var e *attribution.ObservationExistsError
-				return errors.As(err, &e) && e.Existing.Fingerprint() == a.Fingerprint()
+				return errors.As(err, &e) && e.Stored.Observation.Fingerprint() == a.Fingerprint()
 			},
 			what: "ObservationExistsError carrying the stored observation",
 		},

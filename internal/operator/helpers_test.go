@@ -103,8 +103,15 @@ func (r *recorder) Publish(_ context.Context, events []attribution.Event) error 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, events...)
+	for _, e := range events {
+		busTook.Store(e.ID, true)
+	}
 	return nil
 }
+
+// busTook holds the ID of every event a recorder took, in any test: event
+// IDs name their series, so tests never share one.
+var busTook sync.Map
 
 // mustProcess runs bodies through the processor over the stack's tables,
 // ten at a time as the queue would deliver them.

@@ -502,12 +502,14 @@ func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []
 				}
 				observations = append(observations, obs...)
 			}
-			if len(observations) == 0 {
-				continue // none left (expired): the record stays as it is
-			}
 			rec := recs[p]
 			if rec == nil {
 				rec = attribution.NewSeriesRecord(key, kind, r.Thresholds)
+				rec.Complete = false // its observations are items
+			}
+			observations = rec.Observations(observations)
+			if len(observations) == 0 {
+				continue // none left (expired): the record stays as it is
 			}
 			var old *attribution.State
 			if rec.Current != nil {

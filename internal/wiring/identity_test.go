@@ -155,23 +155,28 @@ func TestIdentityEventsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range prims {
-			var points []attribution.Point
+			var items []attribution.Observation
 			for _, a := range as {
 				obs, err := e.store.LoadObservations(ctx, attribution.SeriesKey{IdentityUUID: attribution.StubIdentityID(a), Primitive: p})
 				if err != nil {
 					t.Fatal(err)
 				}
-				stored += len(obs)
-				for _, o := range obs {
-					points = append(points, o.Point())
-				}
+				items = append(items, obs...)
+			}
+			got := recs[p]
+			if got != nil {
+				items = got.Observations(items) // with those it holds inline
+			}
+			stored += len(items)
+			var points []attribution.Point
+			for _, o := range items {
+				points = append(points, o.Point())
 			}
 			if len(points) == 0 {
 				continue
 			}
 			attribution.SortPoints(points)
 			want := attribution.Merge(reg.Kind(p), points, th)
-			got := recs[p]
 			if got == nil || got.Current == nil || got.Current.State != want.State || got.Current.ObservationCount != want.ObservationCount ||
 				got.Current.LastObservationTS != want.LastObservationTS {
 				t.Errorf("%s|%s (%v): state %+v, want %+v", id, p, as, got, want)

@@ -121,6 +121,41 @@ func (e *env) states(t *testing.T, v conformance.Stream) []map[string]any {
 	return rows
 }
 
+// owed lists the events the records of a vector's attackers still hold as
+// not acknowledged.
+func (e *env) owed(t *testing.T, v conformance.Stream) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	for _, attacker := range v.Attackers() {
+		identity, err := e.store.Identity(context.Background(), attacker, "none")
+		if err != nil || identity == "none" {
+			t.Fatalf("identity of %s: %q, %v", attacker, identity, err)
+		}
+		recs, err := e.store.LoadSeries(context.Background(), identity, v.Primitives(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			for _, ev := range r.Pending() {
+				out[ev.ID] = true
+			}
+		}
+	}
+	return out
+}
+
+// eventID is a delivered event's event_id.
+func eventID(t *testing.T, ev awstest.BusEvent) string {
+	t.Helper()
+	var d struct {
+		EventID string `json:"event_id"`
+	}
+	if err := json.Unmarshal(ev.Detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.EventID
+}
+
 // eventRows decodes state_changed details from the tap, sorted by series
 // and sequence, and checks every delivery of one event_id is identical.
 func eventRows(t *testing.T, delivered []awstest.BusEvent) map[string][]map[string]any {
@@ -231,26 +266,30 @@ func TestConformanceEndToEnd(t *testing.T) {
 		if i%3 != 0 {
 			continue // redelivery below: every third vector keeps the suite quick
 		}
-		// Redeliver every batch to a cold instance: no event, same states.
+		// Redeliver every batch to a cold instance: the same states, and
+		// again exactly what the records still list as not acknowledged
+		// (the bus took it; the series' next commit would say so), as after
+		// a crash between the commit and the bus.
+		owed := e.owed(t, v)
 		cold := e.handler(t, v.RegistryJSON())
 		for start := 0; start < len(v.Messages); start += 10 {
 			mustHandle(t, cold, sqsEvent(v.Messages[start:min(start+10, len(v.Messages))], start))
 		}
 		// With amendments, redelivering an older version is a new last
 		// write (and the newer one after it another): new events are expected.
-		atLeast := len(delivered) // every event again, unless an amendment changes them
-		if hasAmendment(raw) {
-			atLeast = 0
-		}
-		if again := ofAttackers(t, e.tap.DrainAtLeast(t, atLeast, 30*time.Millisecond), prefix); atLeast > 0 {
+		if !hasAmendment(raw) {
+			again := ofAttackers(t, e.tap.DrainAtLeast(t, len(owed), 30*time.Millisecond), prefix)
 			if n := newEvents(delivered, again); n > 0 {
 				t.Errorf("%s: redelivery published %d events that are not exact copies of delivered ones", name, n)
 			}
-			// Each event is stored with its observation: redelivering every
-			// message publishes every event again, as after a crash that
-			// came between the commit and the bus.
-			if n := newEvents(again, delivered); n > 0 {
-				t.Errorf("%s: redelivery did not publish %d of the delivered events again", name, n)
+			got := map[string]bool{}
+			for _, ev := range again {
+				got[eventID(t, ev)] = true
+			}
+			for id := range owed {
+				if !got[id] {
+					t.Errorf("%s: redelivery did not publish %s, which its record still lists", name, id)
+				}
 			}
 		}
 		if d := conformance.Diff(e.states(t, v), v.ExpectedStates); d != "" {

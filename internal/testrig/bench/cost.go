@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"decnet-attribution/internal/attribution"
 	"fmt"
 	"io"
 	"math"
@@ -103,14 +104,15 @@ func Cost(r Row, p Prices, a CostAssumptions) CostRow {
 	return c
 }
 
-// CostModel prices the warm rows of both designs and the bursts.
-func CostModel(rows, bursts []Row, p Prices, a CostAssumptions) []CostRow {
+// CostModel prices the warm rows of every design and the other rows
+// (bursts, short series) of the incremental and transactional designs.
+func CostModel(rows, others []Row, p Prices, a CostAssumptions) []CostRow {
 	var out []CostRow
 	for _, r := range rows {
 		out = append(out, Cost(r, p, a))
 	}
-	for _, r := range bursts {
-		if r.Design == Incremental {
+	for _, r := range others {
+		if r.Design != FullRecompute {
 			out = append(out, Cost(r, p, a))
 		}
 	}
@@ -152,38 +154,28 @@ func WriteCostMarkdown(w io.Writer, r *Report) {
 			c.Design, c.History, c.Batch, c.PerSeries, c.DynamoDB, c.Lambda, c.SQS, c.EventBridge, c.Total, c.BilledMillisPerBatch)
 	}
 	fmt.Fprintf(w, "\n## Where the floor is\n\n")
-	fmt.Fprintf(w, "- Every observation must be stored once: one write unit for an item within 1 KB, %s per million observations. No design can go below it.\n", perM(p.WriteRequestUnit))
-	fmt.Fprintf(w, "- Exactness under crashes (never an observation stored but not counted, or counted twice) needs the observation and the series record written atomically. A transaction costs each item twice, so with one observation per series per batch the pair costs 2 × (1 + 1) = 4 write units, %s per million; with k observations of one series in a batch, 2 × (k + 1) ÷ k, 2.5 units at k = 4 (%s per million).\n",
-		perM(4*p.WriteRequestUnit), perM(2.5*p.WriteRequestUnit))
+	fmt.Fprintf(w, "- Every observation changes its series record, which must be written once: one write unit within 1 KB, %s per million observations.\n", perM(p.WriteRequestUnit))
+	fmt.Fprintf(w, "- The incremental design makes that write the commit: one conditional write of the series record alone, which holds the newest observations it applied inline (at most %d, %d bytes of JSON). A short series lives in its record: one write unit per observation and no read, since the record knows it holds the whole series. A longer series lets its oldest observation go once that observation's item is written, one write unit more, and reads, strongly consistent, whether a new observation's item exists, one read unit: %s per million at most.\n",
+		attribution.MaxInline, attribution.MaxInlineBytes, perM(2*p.WriteRequestUnit+p.ReadRequestUnit))
+	fmt.Fprintf(w, "- The transactional design writes each observation item with its series record in one transaction, which charges every item twice: 2 × (1 + 1) = 4 write units with one observation per series per batch, %s per million.\n", perM(4*p.WriteRequestUnit))
 	fmt.Fprintf(w, "- The queue is part of the floor too: the producer's send, %s per million.\n", perM(a.SendsPerObservation*p.SQSRequest))
 	ident := summariseIdentityRecords(r)
-	fmt.Fprintf(w, "- The identity record is the one write above that floor. The multi_actor_suspected rule is over several series of one identity; to be exact under concurrent writers, every change of the identity's flagged set (a primitive entering or leaving multi_actor) writes one shared item, the states table's `%s` item, in the same transaction as the series record that changed: two writers each changing one series would otherwise each miss the other's change. It costs 2 write units a time while within 1 KB%s. Measured warm (incremental): %d such %s in %d observations, %.2f write units per thousand observations.\n",
-		identityItem, ident.sizeNote, ident.writes, plural(ident.writes, "write", "writes"), ident.observations, 1000*ident.wcu/float64(max(1, ident.observations)))
-	fmt.Fprintf(w, "- Nothing else is written per observation: no acknowledgement after publishing. Each observation item keeps the events it caused (deflated, only when it caused some), so a redelivered message finds its observation stored and publishes the same events again with the same IDs.%s\n\n", observationNote(r))
-	other := false
-	rows := append(append([]Row(nil), r.Rows...), r.BurstRows...)
-	for _, row := range rows {
-		if _, _, o := writeSplit(row); row.Design == Incremental && o > eps {
-			other = true
+	fmt.Fprintf(w, "- The identity record (the states table's `%s` item) is written, in one transaction with the series record, when a series is created (the fence against a membership change) and when a primitive enters or leaves multi_actor (the cross-primitive rule is exact under concurrent writers only through one shared item): 2 write units a time while within 1 KB%s, and the series record costs 2 in that transaction too. Measured warm (incremental): %d such %s in %d observations.\n",
+		identityItem, ident.sizeNote, ident.writes, plural(ident.writes, "write", "writes"), ident.observations)
+	fmt.Fprintf(w, "- Nothing is written after publishing: the events wait in the series record's outbox, and the position the bus took rides on the series' next commit.\n\n")
+	fmt.Fprintf(w, "The incremental design, warm and on short series (write units per observation, split into series records with observation items, and the identity record):\n\n")
+	fmt.Fprintf(w, "| rows | history | batch | obs/series | write units | records and items | identity record | identity-record writes | read units |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, set := range []struct {
+		name string
+		rows []Row
+	}{{"warm", r.Rows}, {"bursts", r.BurstRows}, {"short series", r.ShortRows}} {
+		for _, row := range set.rows {
+			if row.Design != Incremental {
+				continue
+			}
+			series, idWCU := writeSplit(row)
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %.3f | %.3f | %.3f | %d | %.3f |\n", set.name, row.History, row.Batch, max(1, row.ObservationsPerSeries), row.WCUPerObs, series, idWCU, row.IdentityRecordWrites, row.RCUPerObs)
 		}
-	}
-	fmt.Fprintf(w, "How close the incremental design comes, warm (write units per observation, split into the observation + record pairs, which are the transactions without the identity record, and the identity record, measured from the `%s` items the transactions wrote):\n\n", identityItem)
-	head, rule := "| history | batch | obs/series | atomic floor | measured | observation + record pairs | identity record | identity-record writes |", "|---:|---:|---:|---:|---:|---:|---:|---:|"
-	if other {
-		head, rule = head+" other writes |", rule+"---:|"
-	}
-	fmt.Fprintf(w, "%s read units |\n%s---:|\n", head, rule)
-	for _, row := range rows {
-		if row.Design != Incremental {
-			continue
-		}
-		k := max(1, row.ObservationsPerSeries)
-		pairs, idWCU, o := writeSplit(row)
-		line := fmt.Sprintf("| %d | %d | %d | %.2f | %.3f | %.3f | %.3f | %d |", row.History, row.Batch, k, atomicFloor(k), row.WCUPerObs, pairs, idWCU, row.IdentityRecordWrites)
-		if other {
-			line += fmt.Sprintf(" %.3f |", o)
-		}
-		fmt.Fprintf(w, "%s %.3f |\n", line, row.RCUPerObs)
 	}
 	fmt.Fprintf(w, "\nThe full-recompute design pays the same writes plus a read of the whole series per observation, which grows with the history:\n\n")
 	for _, row := range r.Rows {
@@ -237,23 +229,6 @@ func largest(r *Report, item string) (size int, at ItemSizes, count int) {
 	return size, at, count
 }
 
-// observationNote describes the observation items written with events.
-func observationNote(r *Report) string {
-	_, _, written := largest(r, ItemObservationWritten)
-	size, at, n := largest(r, ItemObservationWithEvents)
-	if written == 0 {
-		return ""
-	}
-	if n == 0 {
-		return fmt.Sprintf(" None of the %d observation items written in the measured batches caused an event.", written)
-	}
-	units := "so it still costs one write unit (2 in the transaction)"
-	if size > 1024 {
-		units = "over 1 KB, so it costs more than one write unit"
-	}
-	return fmt.Sprintf(" %d of the %d observation items written in the measured batches %s events; the largest is %d bytes (%s, history %d), %s.", n, written, plural(n, "carries", "carry"), size, at.Kind, at.History, units)
-}
-
 // identityRecords sums the incremental design's warm identity-record
 // writes.
 type identityRecords struct {
@@ -293,30 +268,46 @@ func dollars(x float64) string {
 // the targets' status.
 func writeFiguresMarkdown(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "## Measured per observation, warm\n\n")
-	fmt.Fprintf(w, "Session pattern: one observation per series per batch. Each cell: incremental / full recompute (× = full ÷ incremental); — where the full-recompute design was not run.\n\n")
-	fmt.Fprintf(w, "| history | batch | DynamoDB requests | read units | write units | EventBridge entries | critical path (requests) | handler CPU µs |\n|---:|---:|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "Session pattern: one observation per series per batch. Each cell: incremental / transactional / full recompute; — where a design was not run; (×) is transactional ÷ incremental for write units and full recompute ÷ incremental otherwise.\n\n")
+	fmt.Fprintf(w, "| history | batch | DynamoDB requests | read units | write units | EventBridge entries | critical path (round trips) | handler CPU µs |\n|---:|---:|---|---|---|---|---|---|\n")
 	for _, c := range cells(r.Rows) {
-		ours, full := find(r.Rows, Incremental, c[0], c[1]), find(r.Rows, FullRecompute, c[0], c[1])
+		ours, trans, full := find(r.Rows, Incremental, c[0], c[1]), find(r.Rows, Transactional, c[0], c[1]), find(r.Rows, FullRecompute, c[0], c[1])
 		if ours == nil {
 			continue
 		}
-		cell := func(get func(*Row) float64, withRatio bool) string {
-			if full == nil {
-				return num(get(ours)) + " / —"
+		cell := func(get func(*Row) float64, against *Row) string {
+			s := num(get(ours))
+			for _, other := range []*Row{trans, full} {
+				if other == nil {
+					s += " / —"
+				} else {
+					s += " / " + num(get(other))
+				}
 			}
-			s := num(get(ours)) + " / " + num(get(full))
-			if withRatio {
-				s += " (" + ratio(get(full), get(ours)) + ")"
+			if against != nil {
+				s += " (" + ratio(get(against), get(ours)) + ")"
 			}
 			return s
 		}
 		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s | %s | %s |\n", c[0], c[1],
-			cell(func(r *Row) float64 { return r.RequestsPerObs }, true),
-			cell(func(r *Row) float64 { return r.RCUPerObs }, true),
-			cell(func(r *Row) float64 { return r.WCUPerObs }, false),
-			cell(func(r *Row) float64 { return r.EventBridgeEntriesPerObs }, false),
-			cell(func(r *Row) float64 { return float64(r.CriticalPathRequests) }, false),
-			cell(func(r *Row) float64 { return r.CPUMicrosPerObs }, true))
+			cell(func(r *Row) float64 { return r.RequestsPerObs }, full),
+			cell(func(r *Row) float64 { return r.RCUPerObs }, full),
+			cell(func(r *Row) float64 { return r.WCUPerObs }, trans),
+			cell(func(r *Row) float64 { return r.EventBridgeEntriesPerObs }, nil),
+			cell(func(r *Row) float64 { return float64(r.CriticalPathRequests) }, nil),
+			cell(func(r *Row) float64 { return r.CPUMicrosPerObs }, full))
+	}
+	if len(r.ShortRows) > 0 {
+		fmt.Fprintf(w, "\nShort series: one batch on series of exactly the prior history, a fresh handler (it reads the records). Each cell: incremental / transactional.\n\n")
+		fmt.Fprintf(w, "| prior history | batch | read units | write units | EventBridge entries |\n|---:|---:|---|---|---|\n")
+		for _, c := range cells(r.ShortRows) {
+			ours, trans := find(r.ShortRows, Incremental, c[0], c[1]), find(r.ShortRows, Transactional, c[0], c[1])
+			if ours == nil || trans == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %d | %s / %s | %s / %s (%s) | %s / %s |\n", c[0], c[1], num(ours.RCUPerObs), num(trans.RCUPerObs),
+				num(ours.WCUPerObs), num(trans.WCUPerObs), ratio(trans.WCUPerObs, ours.WCUPerObs), num(ours.EventBridgeEntriesPerObs), num(trans.EventBridgeEntriesPerObs))
+		}
 	}
 	if fp := r.Footprint; fp != nil {
 		fmt.Fprintf(w, "\nFootprint: `bootstrap` %s bytes for linux/arm64 (%s for %s); init %.1f ms under the Runtime Interface Emulator (median of %d fresh processes, the emulator's INIT REPORT); peak RSS %d KiB; a warm batch of %d takes %.1f ms against the local emulator.\n",

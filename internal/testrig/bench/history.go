@@ -23,18 +23,23 @@ type HistoryLoader struct {
 	Thresholds attribution.Thresholds
 	// ObservationTTL is the store's TTL (it adds expires_at to items).
 	ObservationTTL time.Duration
+	// Inline stores records as the incremental design leaves them.
+	Inline bool
 }
 
-// Load stores sessions 1..h of each series of w: the attacker's identity
-// (as a first sighting stores it), the series record built from all h
-// points with attribution.NewSeries, in the state those points give and
-// with no events of its own (the history's events went out long ago);
-// and, for the series in withItems, the h observation items, encoded by
-// ddbstore.Store.Commit without events and written with BatchWriteItem
+// Load stores sessions 1..h of each series of w, as the design under test
+// would have left them: the attacker's identity (as a first sighting
+// stores it) and the series record built from all h points with
+// attribution.NewSeries, in the state those points give and with no events
+// of its own (the history's events went out long ago). With Inline, the
+// record holds the newest observations inline, as the incremental design
+// leaves them, and the rest are observation items; without, the record
+// holds none, and the series in withItems get their h items. Items are
+// encoded by ddbstore.Store.Commit and written with BatchWriteItem
 // (history is not the traffic being measured, and writing it through
 // transactions is slow on a local emulator). No identity record is
 // stored, which stands for an empty flagged set: Load fails if a history
-// series ends in multi_actor.
+// series ends in multi_actor. A history of 0 stores no record.
 func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h int, withItems map[Series]bool) error {
 	store := ddbstore.New(l.Client, l.Tables, l.ObservationTTL)
 	bulk := ddbstore.New(bulkClient{l.Client}, l.Tables, l.ObservationTTL)
@@ -48,10 +53,11 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 			return err
 		}
 	}
-	if err := l.loadItems(ctx, bulk, w, series, h, withItems); err != nil {
-		return err
+	if h == 0 {
+		return nil
 	}
 	var records []*attribution.SeriesRecord
+	items := map[attribution.SeriesKey][]attribution.Observation{}
 	for _, s := range series {
 		key := w.Key(s)
 		obs := w.History(s, h)
@@ -67,7 +73,24 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 		if rec.Current.State == attribution.StateMultiActor {
 			return fmt.Errorf("history of %s ends in %s, which the identity record would have to list; the loader stores none", key, attribution.StateMultiActor)
 		}
+		switch {
+		case l.Inline:
+			// The observations past the record's budget are items; they
+			// are written only where a design reads them.
+			spilled := rec.HoldSeries(obs)
+			if withItems[s] {
+				items[key] = spilled
+			}
+		case withItems[s]:
+			rec.Complete = false
+			items[key] = obs
+		default:
+			rec.Complete = false
+		}
 		records = append(records, rec)
+	}
+	if err := l.loadItems(ctx, bulk, items); err != nil {
+		return err
 	}
 	for start := 0; start < len(records); start += attribution.MaxCommitItems {
 		c := &attribution.Commit{Series: records[start:min(len(records), start+attribution.MaxCommitItems)]}
@@ -82,22 +105,21 @@ func (l *HistoryLoader) Load(ctx context.Context, w Workload, series []Series, h
 // mostly busy with one request while the next is being encoded.
 const loadWorkers = 4
 
-// loadItems writes the h observation items of each series in withItems.
-func (l *HistoryLoader) loadItems(ctx context.Context, bulk *ddbstore.Store, w Workload, series []Series, h int, withItems map[Series]bool) error {
-	work := make(chan Series)
+// loadItems writes the observation items of each series.
+func (l *HistoryLoader) loadItems(ctx context.Context, bulk *ddbstore.Store, items map[attribution.SeriesKey][]attribution.Observation) error {
+	work := make(chan attribution.SeriesKey)
 	errs := make(chan error, loadWorkers)
 	var wg sync.WaitGroup
 	for range loadWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for s := range work {
-				key := w.Key(s)
-				obs := w.History(s, h)
+			for key := range work {
+				obs := items[key]
 				for start := 0; start < len(obs); start += attribution.MaxCommitItems {
 					c := &attribution.Commit{}
 					for _, o := range obs[start:min(len(obs), start+attribution.MaxCommitItems)] {
-						c.Observations = append(c.Observations, attribution.ObservationWrite{Key: key, Observation: o})
+						c.Observations = append(c.Observations, attribution.ObservationWrite{Key: key, Observation: o, Revision: 1})
 					}
 					if err := bulk.Commit(ctx, c); err != nil {
 						errs <- fmt.Errorf("history of %s: %w", key, err)
@@ -109,12 +131,12 @@ func (l *HistoryLoader) loadItems(ctx context.Context, bulk *ddbstore.Store, w W
 	}
 	var err error
 feed:
-	for _, s := range series {
-		if !withItems[s] {
+	for key, obs := range items {
+		if len(obs) == 0 {
 			continue
 		}
 		select {
-		case work <- s:
+		case work <- key:
 		case err = <-errs:
 			break feed
 		}

@@ -24,8 +24,8 @@ import (
 const capacityMeterID = "CapacityMeter"
 
 // probe is SDK middleware beside the capacity meter. It attributes each
-// DynamoDB request to the identity it serves (so the longest sequence of
-// requests one identity's observations wait on is known), counts
+// DynamoDB request to the identity it serves (so the round trips one
+// identity's observations wait on are known), counts
 // EventBridge entries, and, while paused, takes the meter off the
 // requests so that timed batches do not pay for the meter's side reads.
 //
@@ -46,10 +46,15 @@ type probe struct {
 	side                 itemReader
 	states, observations string
 
-	mu       sync.Mutex
-	requests map[string]int // DynamoDB requests by identity ("" unknown)
-	ebCalls  map[string]int // PutEvents calls by identity
-	entries  int            // EventBridge entries
+	mu sync.Mutex
+	// rounds counts, by identity ("" unknown), the DynamoDB round trips its
+	// observations waited on: a run of writes of one kind (the processor
+	// sends the commits of several series, or the items they let go of, in
+	// parallel) is one round; every read is one.
+	rounds  map[string]int
+	last    map[string]string // the write kind of the identity's latest request ("" a read)
+	ebCalls map[string]int    // PutEvents calls by identity
+	entries int               // EventBridge entries
 	// identityHalves are the half write units spent on identity records
 	// since the last reset, identityWrites the identity-record writes of
 	// committed transactions.
@@ -59,6 +64,19 @@ type probe struct {
 	// written are the observation items of committed transactions since
 	// the probe was made (reset keeps them).
 	written []writtenObservation
+}
+
+// writeKind names the parallel fan-out a write belongs to: the commits of
+// series records (alone or in transactions), or the observation items
+// written after them; "" for a read.
+func writeKind(params any) string {
+	switch params.(type) {
+	case *dynamodb.UpdateItemInput, *dynamodb.TransactWriteItemsInput:
+		return "commit"
+	case *dynamodb.PutItemInput:
+		return "items"
+	}
+	return ""
 }
 
 // itemReader is the part of a DynamoDB client the write accounting reads
@@ -103,7 +121,7 @@ func (p *probe) know(attacker, identity string) {
 func (p *probe) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.requests = map[string]int{}
+	p.rounds, p.last = map[string]int{}, map[string]string{}
 	p.ebCalls = map[string]int{}
 	p.entries = 0
 	p.identityHalves, p.identityWrites, p.sizeErr = 0, 0, nil
@@ -121,8 +139,12 @@ func (p *probe) dynamoDBOption(o *dynamodb.Options) {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("BenchProbe",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 				id := p.identityOf(in.Parameters)
+				kind := writeKind(in.Parameters)
 				p.mu.Lock()
-				p.requests[id]++
+				if kind == "" || kind != p.last[id] {
+					p.rounds[id]++
+				}
+				p.last[id] = kind
 				p.mu.Unlock()
 				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok && p.side != nil {
 					return p.accountTransaction(ctx, tx, func() (middleware.InitializeOutput, middleware.Metadata, error) {
@@ -310,13 +332,13 @@ func conditionFailed(e *types.TransactionCanceledException) bool {
 	return false
 }
 
-// counts returns the DynamoDB requests of the identity that made the most,
-// the requests no identity could be found for, the PutEvents calls of the
-// identity that made the most, and the EventBridge entries.
+// counts returns the DynamoDB round trips of the identity that waited on
+// the most, the rounds no identity could be found for, the PutEvents calls
+// of the identity that made the most, and the EventBridge entries.
 func (p *probe) counts() (critical, unattributed, ebCritical, entries int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for id, n := range p.requests {
+	for id, n := range p.rounds {
 		if id == "" {
 			unattributed = n
 			continue

@@ -29,15 +29,29 @@ import (
 // Design is a handler mode being measured.
 type Design string
 
-// The two designs compared.
+// The designs compared.
 const (
 	// Incremental is the service as deployed: series records updated in
-	// O(1) per observation.
+	// O(1) per observation, each record the one commit point of its
+	// series (attribution.Incremental).
 	Incremental Design = "incremental"
+	// Transactional writes each observation item with its series record
+	// in one transaction (attribution.Transactional), the store's first
+	// design.
+	Transactional Design = "transactional"
 	// FullRecompute reads the whole series for every observation, as the
-	// reference worker does (attribution.Processor.FullRecompute).
+	// reference worker does (attribution.Processor.FullRecompute), and
+	// commits transactionally.
 	FullRecompute Design = "full-recompute"
 )
+
+// commitDesign is the processor's commit design under d.
+func (d Design) commitDesign() attribution.Design {
+	if d == Incremental {
+		return attribution.Incremental
+	}
+	return attribution.Transactional
+}
 
 // Burst is a batch shape where several observations of one series share
 // a batch.
@@ -60,6 +74,11 @@ type Config struct {
 	FullRecompute map[int][]int
 	// Bursts are measured warm, after the session batches.
 	Bursts []Burst
+	// ShortHistories are prior histories of short series, each measured
+	// at every batch size on series of exactly that history: a fresh
+	// handler per batch, so the rows read the records (their write units
+	// are what they measure).
+	ShortHistories []int
 	// Cold adds a row per cell for a fresh handler's first batch.
 	Cold bool
 	// TimedObservations is about how many observations each timed cell
@@ -80,6 +99,7 @@ func DefaultConfig() Config {
 		Batches:           []int{1, 10, 100},
 		FullRecompute:     map[int][]int{10000: {1}},
 		Bursts:            []Burst{{Batch: 10, PerSeries: 5, PrimitivesPerAttacker: 2}, {Batch: 100, PerSeries: 4, PrimitivesPerAttacker: 10}},
+		ShortHistories:    []int{0, 2, 5},
 		Cold:              true,
 		TimedObservations: 10,
 		TimedItemReads:    10000,
@@ -157,7 +177,10 @@ type Results struct {
 	// ColdRows are the first batch of a fresh handler instance.
 	ColdRows []Row `json:"cold_rows,omitempty"`
 	// BurstRows are warm batches with several observations per series.
-	BurstRows []Row       `json:"burst_rows,omitempty"`
+	BurstRows []Row `json:"burst_rows,omitempty"`
+	// ShortRows are batches on series of a short prior history
+	// (Config.ShortHistories).
+	ShortRows []Row       `json:"short_rows,omitempty"`
 	ItemSizes []ItemSizes `json:"item_sizes"`
 	// Notes say exactly what was measured.
 	Notes []string `json:"notes"`
@@ -173,7 +196,8 @@ func Run(ctx context.Context, target Target, cfg Config) (*Results, error) {
 	res.Notes = append(res.Notes,
 		fmt.Sprintf("Traffic: sessions end and emit one observation for each of %d primitives of one attacker; a batch of B holds the first B observations of consecutive sessions of attackers 0, 1, 2, ... (B=100: 40 + 40 + 20).", len(catalogue)),
 		"Prior history H per series: sessions 1..H of each series the batches touch. Each design runs on its own attackers with identical values, timestamps and sessions, so both see the same series.",
-		"The incremental design's history is its series record, built from all H points with attribution.NewSeries and stored with ddbstore (it never reads observation items). The full-recompute design's history is the H observation items of each series it reads, encoded by ddbstore and bulk-written, plus the same records.",
+		"The incremental design's history is its series record, built from all H points with attribution.NewSeries, holding the newest observations inline as the design leaves them, with the older ones as observation items. The transactional design's history is the same record with nothing inline (it reads no observation item: a new one's condition tells). The full-recompute design's history is the H observation items of each series it reads, encoded by ddbstore and bulk-written, plus the same records.",
+		"Short series: for each prior history in the short rows and each batch size, series of exactly that history (fresh attackers, a fresh handler) take one batch. The handler reads their records, so those rows measure write units, not warm reads.",
 		"Warm: the handler instance has already processed a batch touching every series it is measured on. Cold: a fresh instance's first batch.",
 		"Units are computed by internal/testrig/capacity from item sizes (DynamoDB's rules), not reported by the emulator. Requests count every API call, pages of a Query included.",
 		"CPU is process CPU time (getrusage) around the handler call, on batches of the same shape run with the meter off (the meter's side reads would count otherwise), on this machine.",
@@ -189,7 +213,79 @@ func Run(ctx context.Context, target Target, cfg Config) (*Results, error) {
 			return nil, fmt.Errorf("history %d: %w", h, err)
 		}
 	}
+	if len(cfg.ShortHistories) > 0 {
+		if target.Reset != nil && len(cfg.Histories) > 0 {
+			if err := target.Reset(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := runShort(ctx, target, cfg, res, logf); err != nil {
+			return nil, fmt.Errorf("short series: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// shortGroups name the attackers of each short-series cell: one letter
+// each, so that every group's items are the same size.
+const shortGroups = "abcdeghjklmnopqrsuvwxyz"
+
+// runShort measures one batch of each size on series of each short prior
+// history, in both commit designs.
+func runShort(ctx context.Context, target Target, cfg Config, res *Results, logf func(string, ...any)) error {
+	stack, err := devstack.Provision(ctx, devstack.NewClients(target.AWS), target.Template, devstack.Options{
+		StackName:  "bench-short",
+		Endpoint:   target.Endpoint,
+		Parameters: map[string]string{"AttributionRegistry": RegistryOverrides()},
+	})
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	env := stack.EnvMap()
+	svcCfg, err := config.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		return fmt.Errorf("configuration from the template: %w", err)
+	}
+	loader := &HistoryLoader{
+		Client: dynamodb.NewFromConfig(target.AWS), Tables: tables(svcCfg),
+		Registry: svcCfg.Registry, Thresholds: svcCfg.Thresholds, ObservationTTL: svcCfg.ObservationTTL,
+	}
+	group := 0
+	for _, d := range []Design{Incremental, Transactional} {
+		for _, h := range cfg.ShortHistories {
+			for _, b := range slices.Sorted(slices.Values(cfg.Batches)) {
+				if group == len(shortGroups) {
+					return fmt.Errorf("more than %d short-series cells", len(shortGroups))
+				}
+				w := NewWorkload(shortGroups[group : group+1])
+				group++
+				if cfg.Noise >= 0 {
+					w.Noise = cfg.Noise
+				}
+				loader.Inline = d == Incremental
+				if err := loader.Load(ctx, w, SessionSeries(b), h, nil); err != nil {
+					return err
+				}
+				r := &rig{aws: target.AWS, cfg: svcCfg, probe: newProbe(), queueARN: stack.ARN(devstack.ObservationQueueID), design: d, history: h}
+				r.meter = capacity.New(dynamodb.NewFromConfig(target.AWS))
+				r.probe.sizeWrites(dynamodb.NewFromConfig(target.AWS), svcCfg.StatesTable, svcCfg.ObservationsTable)
+				for i := 0; i < 8; i++ {
+					r.probe.know(w.Attacker(i), w.Identity(i))
+				}
+				handler, err := r.handler()
+				if err != nil {
+					return err
+				}
+				row, err := r.metered(ctx, handler, w.SessionBatch(b, h+1), 1)
+				if err != nil {
+					return fmt.Errorf("%s, prior history %d, batch %d: %w", d, h, b, err)
+				}
+				res.ShortRows = append(res.ShortRows, row)
+			}
+			logf("short series: %s: prior history %d measured", d, h)
+		}
+	}
+	return nil
 }
 
 // fullBatches returns the batch sizes the full-recompute design runs at
@@ -215,9 +311,9 @@ func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Resu
 	if err != nil {
 		return fmt.Errorf("configuration from the template: %w", err)
 	}
-	incr, full := NewWorkload("i"), NewWorkload("f")
+	incr, trans, full := NewWorkload("i"), NewWorkload("t"), NewWorkload("f")
 	if cfg.Noise >= 0 {
-		incr.Noise, full.Noise = cfg.Noise, cfg.Noise
+		incr.Noise, trans.Noise, full.Noise = cfg.Noise, cfg.Noise, cfg.Noise
 	}
 	plans := []struct {
 		design  Design
@@ -225,6 +321,7 @@ func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Resu
 		batches []int
 	}{
 		{Incremental, incr, slices.Sorted(slices.Values(cfg.Batches))},
+		{Transactional, trans, slices.Sorted(slices.Values(cfg.Batches))},
 		{FullRecompute, full, slices.Sorted(slices.Values(cfg.fullBatches(h)))},
 	}
 	loader := &HistoryLoader{
@@ -254,6 +351,7 @@ func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Resu
 			}
 		}
 		start := time.Now()
+		loader.Inline = p.design == Incremental
 		if err := loader.Load(ctx, p.w, series, h, items); err != nil {
 			return err
 		}
@@ -317,6 +415,7 @@ func (r *rig) handler() (*sqshandler.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.Processor.Design = r.design.commitDesign()
 	h.Processor.FullRecompute = r.design == FullRecompute
 	return h, nil
 }

@@ -292,26 +292,29 @@ func check(ctx context.Context, sc Scenario, stream *Stream, obs *observed, cfg 
 	return v, nil
 }
 
-// checkCommitLog compares, identity by identity, the observations the
-// function saw committed with those DynamoDB applied, in order.
+// checkCommitLog compares, series by series (an attacker's primitive),
+// the observations the function saw committed with those DynamoDB
+// applied, in order. Commits of one series are ordered by its record's
+// version; those of several series of one identity go out together.
 func checkCommitLog(v *Verdicts, seen, applied []attribution.Observation) {
-	perIdentity := func(obs []attribution.Observation) map[string][]string {
+	perSeries := func(obs []attribution.Observation) map[string][]string {
 		out := map[string][]string{}
 		for _, o := range obs {
-			out[o.AttackerUUID] = append(out[o.AttackerUUID], o.Primitive+" "+o.EvidenceRef+" "+o.Fingerprint())
+			k := o.AttackerUUID + "|" + o.Primitive
+			out[k] = append(out[k], o.EvidenceRef+" "+o.Fingerprint())
 		}
 		return out
 	}
-	a, b := perIdentity(seen), perIdentity(applied)
-	for attacker := range b {
-		if _, ok := a[attacker]; !ok {
-			a[attacker] = nil
+	a, b := perSeries(seen), perSeries(applied)
+	for series := range b {
+		if _, ok := a[series]; !ok {
+			a[series] = nil
 		}
 	}
-	for attacker, got := range a {
-		if !slices.Equal(got, b[attacker]) {
+	for series, got := range a {
+		if !slices.Equal(got, b[series]) {
 			v.CommitLogMismatches++
-			v.problem("attacker %s: the function saw %d commits applied, DynamoDB applied %d, not the same in order", attacker, len(got), len(b[attacker]))
+			v.problem("series %s: the function saw %d commits applied, DynamoDB applied %d, not the same in order", series, len(got), len(b[series]))
 		}
 	}
 }

@@ -49,6 +49,13 @@ type linearizer struct {
 	dynamoDB sync.Mutex // held for the whole of each DynamoDB request
 	journal  []applied
 	bad      []error // undecodable journal entries
+	// inline holds, per series record, the inline observations (by ref and
+	// revision) of its last write: a write applies those it adds.
+	inline map[string]map[string]bool
+	// membership holds each identity's membership version as last written:
+	// a transaction that moves one is a membership change.
+	membership map[string]int64
+	parents    map[string]attribution.Stamp
 }
 
 // applied is one entry of the journal: an observation an applied commit
@@ -77,7 +84,7 @@ func startLinearizer(upstream string, tables ddbstore.Tables) (*linearizer, erro
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables}
+	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables, inline: map[string]map[string]bool{}, membership: map[string]int64{}, parents: map[string]attribution.Stamp{}}
 	l.proxy = httputil.NewSingleHostReverseProxy(u)
 	l.proxy.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
 	l.proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -100,7 +107,8 @@ func (l *linearizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l.dynamoDB.Lock()
 	defer l.dynamoDB.Unlock()
-	if target != "DynamoDB_20120810.TransactWriteItems" {
+	transaction := target == "DynamoDB_20120810.TransactWriteItems"
+	if !transaction && target != "DynamoDB_20120810.UpdateItem" {
 		l.proxy.ServeHTTP(w, r)
 		return
 	}
@@ -110,28 +118,84 @@ func (l *linearizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	// A write the endpoint received is applied whether or not its client
+	// is still there (a function process that exited): it is journaled
+	// all the same.
+	r = r.WithContext(context.WithoutCancel(r.Context()))
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	l.proxy.ServeHTTP(rec, r)
-	if rec.status == http.StatusOK {
+	if rec.status != http.StatusOK {
+		return
+	}
+	if transaction {
 		l.record(body)
+		return
+	}
+	var u update
+	if err := json.Unmarshal(body, &u); err != nil {
+		l.bad = append(l.bad, fmt.Errorf("decode an update: %w", err))
+		return
+	}
+	if u.TableName == l.tables.States {
+		l.recordInline(u)
 	}
 }
 
-// record adds what an applied TransactWriteItems stored: its observations,
-// or, for a membership change (no observation), the change.
+type attr map[string]json.RawMessage
+
+// update is what the journal reads of an UpdateItem, alone or in a
+// transaction.
+type update struct {
+	TableName                 string
+	Key                       map[string]attr
+	ExpressionAttributeValues map[string]attr
+}
+
+// recordInline journals the observations a series record's write added
+// inline: the record is then their commit point.
+func (l *linearizer) recordInline(u update) int {
+	var id, prim string
+	_ = json.Unmarshal(u.Key["identity_uuid"]["S"], &id)
+	_ = json.Unmarshal(u.Key["primitive"]["S"], &prim)
+	if prim == attribution.IdentityRecordKey {
+		return 0
+	}
+	var blob []byte
+	if err := json.Unmarshal(u.ExpressionAttributeValues[":rec"]["B"], &blob); err != nil {
+		return 0 // an acknowledgement: no record body
+	}
+	var rec attribution.SeriesRecord
+	if err := inflateJSON(blob, &rec); err != nil {
+		l.bad = append(l.bad, fmt.Errorf("series record %s|%s: %w", id, prim, err))
+		return 0
+	}
+	key := id + "|" + prim
+	before, now := l.inline[key], make(map[string]bool, len(rec.Inline))
+	added := 0
+	for _, o := range rec.Inline {
+		name := fmt.Sprintf("%s|%s@%d", o.Ref().Key, o.Ref().Ref, o.Revision)
+		now[name] = true
+		if !before[name] {
+			obs := o.Observation
+			l.journal = append(l.journal, applied{observation: &obs})
+			added++
+		}
+	}
+	l.inline[key] = now
+	return added
+}
+
+// record adds what an applied TransactWriteItems stored: its observations
+// (as items, or inline in their records), or, for a membership change (no
+// observation), the change.
 func (l *linearizer) record(body []byte) {
-	type attr map[string]json.RawMessage
 	var req struct {
 		TransactItems []struct {
 			Put *struct {
 				TableName string
 				Item      map[string]attr
 			}
-			Update *struct {
-				TableName                 string
-				Key                       map[string]attr
-				ExpressionAttributeValues map[string]attr
-			}
+			Update *update
 		}
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -177,6 +241,7 @@ func (l *linearizer) record(body []byte) {
 			_ = json.Unmarshal(it.Update.Key["identity_uuid"]["S"], &id)
 			_ = json.Unmarshal(it.Update.Key["primitive"]["S"], &prim)
 			if prim != attribution.IdentityRecordKey {
+				observations += l.recordInline(*it.Update)
 				continue
 			}
 			var blob []byte
@@ -193,9 +258,16 @@ func (l *linearizer) record(body []byte) {
 				change.parentStamps = map[string]attribution.Stamp{}
 			}
 			change.parentStamps[id] = node.ParentStamp
+			// A series created under an identity writes its record unchanged
+			// (the membership fence); a membership change moves its version
+			// or its merge.
+			if node.Membership != l.membership[id] || !node.ParentStamp.IsZero() && node.ParentStamp != l.parents[id] {
+				membership = true
+			}
+			l.membership[id], l.parents[id] = node.Membership, node.ParentStamp
 		}
 	}
-	if observations == 0 && (membership || change.parentStamps != nil) {
+	if observations == 0 && membership {
 		l.journal = append(l.journal, applied{membership: &change})
 	}
 }

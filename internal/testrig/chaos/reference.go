@@ -74,8 +74,8 @@ func (j *journaling) Commit(ctx context.Context, c *attribution.Commit) error {
 	if err := j.Store.Commit(ctx, c); err != nil {
 		return err
 	}
-	for _, w := range c.Observations {
-		j.journal = append(j.journal, applied{observation: &w.Observation})
+	for _, o := range c.Applied {
+		j.journal = append(j.journal, applied{observation: &o})
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -78,17 +77,21 @@ func (d *dropping) Publish(ctx context.Context, events []attribution.Event) erro
 	return d.Publisher.Publish(ctx, kept)
 }
 
-// renaming stores a redelivered observation as a new one.
-type renaming struct{ attribution.Store }
+// forgetful loses what records hold of their observations, so that a
+// redelivered one looks new: commits drop the records' inline
+// observations (the processor's cache keeps what it committed, so it
+// forgets too), lookups find nothing.
+type forgetful struct{ attribution.Store }
 
-func (r renaming) Commit(ctx context.Context, c *attribution.Commit) error {
-	err := r.Store.Commit(ctx, c)
-	var exists *attribution.ObservationExistsError
-	if errors.As(err, &exists) && exists.Existing.Fingerprint() == c.Observations[exists.Index].Observation.Fingerprint() {
-		c.Observations[exists.Index].Observation.EvidenceRef += "~again"
-		return r.Store.Commit(ctx, c)
+func (f forgetful) Commit(ctx context.Context, c *attribution.Commit) error {
+	for _, r := range c.Series {
+		r.Inline, r.Complete = nil, false
 	}
-	return err
+	return f.Store.Commit(ctx, c)
+}
+
+func (f forgetful) LookupObservations(context.Context, []attribution.ObservationRef) (map[attribution.ObservationRef]attribution.StoredObservation, error) {
+	return nil, nil
 }
 
 // renumbering publishes every transition a second time under a new ID.
@@ -117,7 +120,7 @@ func TestVerdictsCatchSabotage(t *testing.T) {
 	t.Parallel()
 	lost, double, newIDs := sabotageScenario("sabotage-lost"), sabotageScenario("sabotage-double"), sabotageScenario("sabotage-new-ids")
 	lost.sabotagePublisher = func(p attribution.Publisher) attribution.Publisher { return &dropping{Publisher: p} }
-	double.sabotageStore = func(s attribution.Store) attribution.Store { return renaming{s} }
+	double.sabotageStore = func(s attribution.Store) attribution.Store { return forgetful{s} }
 	newIDs.sabotagePublisher = func(p attribution.Publisher) attribution.Publisher { return renumbering{p} }
 	v := runSabotaged(t, lost, double, newIDs)
 	if v[0].Lost == 0 {

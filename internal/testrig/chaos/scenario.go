@@ -422,7 +422,7 @@ func (f *function) metricTotals() Metrics {
 // startFunction starts the function with its AWS calls going through
 // faults to the endpoint at truthURL (the linearizer).
 func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[string]string, faults *faultproxy.Injector, truthURL string) (*function, error) {
-	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish], AfterMembership: sc.Crash[crash.AfterMembership]}
+	plan := crash.Config{Seed: sc.CrashSeed, AfterCommit: sc.Crash[crash.AfterCommit], AfterPublish: sc.Crash[crash.AfterPublish], AfterMembership: sc.Crash[crash.AfterMembership], AfterSpill: sc.Crash[crash.AfterSpill]}
 	if sc.Emulator {
 		return startEmulated(env, sc, st, vars, faults, truthURL, plan)
 	}

@@ -119,7 +119,7 @@ func Scenarios(full bool) []Scenario {
 			Name: "concurrent-hot", Pollers: 8, MaxReceiveCount: 10,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.06), PutEventsFaults(0.04, 0.12)},
 			FaultSeed: 4,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.04, 0.005), crash.AfterPublish: rate(0.12, 0.02)},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.04, 0.005), crash.AfterPublish: rate(0.12, 0.02), crash.AfterSpill: rate(0.15, 0.02)},
 			CrashSeed: 4,
 			Stream: StreamConfig{
 				Seed: 14, Observations: size(150, 5000), Attackers: size(15, 60), Hot: 3, HotShare: 0.7,
@@ -135,7 +135,7 @@ func Scenarios(full bool) []Scenario {
 			// Runtime Interface Emulator, which answers 502 and starts a
 			// fresh process for the next batch.
 			Name: "emulator-crashes", Pollers: 1, Emulator: true, MaxReceiveCount: 10,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.08, 0.03), crash.AfterPublish: rate(0.1, 0.06)},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.08, 0.03), crash.AfterPublish: rate(0.1, 0.06), crash.AfterSpill: rate(0.5, 0.06)},
 			CrashSeed: 5,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 5,
@@ -156,7 +156,7 @@ func Scenarios(full bool) []Scenario {
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.05), PutEventsFaults(0.04, 0.1)},
 			FaultSeed: 7,
 			Crash: map[crash.Point]float64{
-				crash.AfterCommit: rate(0.05, 0.005), crash.AfterPublish: rate(0.08, 0.02), crash.AfterMembership: rate(0.25, 0.05),
+				crash.AfterCommit: rate(0.05, 0.005), crash.AfterPublish: rate(0.08, 0.02), crash.AfterMembership: rate(0.25, 0.05), crash.AfterSpill: rate(0.15, 0.02),
 			},
 			CrashSeed: 7,
 			Stream: StreamConfig{
@@ -171,7 +171,7 @@ func Scenarios(full bool) []Scenario {
 			// process exits after commits, publishes and membership
 			// changes; amendments as well, with one poller.
 			Name: "identities-emulator", Pollers: 1, Emulator: true, MaxReceiveCount: 10,
-			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.08, 0.03), crash.AfterPublish: rate(0.12, 0.05), crash.AfterMembership: rate(0.25, 0.08)},
+			Crash:     map[crash.Point]float64{crash.AfterCommit: rate(0.08, 0.03), crash.AfterPublish: rate(0.12, 0.05), crash.AfterMembership: rate(0.25, 0.08), crash.AfterSpill: rate(0.3, 0.06)},
 			CrashSeed: 8,
 			Faults:    []faultproxy.Rule{DynamoDBFaults(0.02), PutEventsFaults(0.02, 0.05)},
 			FaultSeed: 8,

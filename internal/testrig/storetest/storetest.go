@@ -24,7 +24,10 @@ type Backend interface {
 func Run(t *testing.T, newStore func(t *testing.T) Backend) {
 	t.Run("identity first sightings agree", func(t *testing.T) { testIdentityRace(t, newStore(t)) })
 	t.Run("commit creates and versions records", func(t *testing.T) { testCommit(t, newStore(t)) })
-	t.Run("stored observation is reported with its content and events", func(t *testing.T) { testObservationExists(t, newStore(t)) })
+	t.Run("stored observation is reported with its content", func(t *testing.T) { testObservationExists(t, newStore(t)) })
+	t.Run("a record alone commits with its acknowledged position", func(t *testing.T) { testRecordAlone(t, newStore(t)) })
+	t.Run("lookups read the items under their refs", func(t *testing.T) { testLookup(t, newStore(t)) })
+	t.Run("item writes never replace a later revision", func(t *testing.T) { testPutRevisions(t, newStore(t)) })
 	t.Run("amendment replaces only the expected content", func(t *testing.T) { testAmendment(t, newStore(t)) })
 	t.Run("version conflict writes nothing", func(t *testing.T) { testVersionConflict(t, newStore(t)) })
 	t.Run("identity record is versioned", func(t *testing.T) { testIdentityRecord(t, newStore(t)) })
@@ -41,37 +44,24 @@ func observation(ref string, ts float64, value string) attribution.Observation {
 	}
 }
 
-// commitOne builds the commit of one new observation applied to rec, with
-// the event it causes stored alongside, as the processor writes it.
+// commitOne builds the commit of one observation applied to rec with its
+// item, as the transactional design writes it: the event it causes goes to
+// the record's outbox.
 func commitOne(rec *attribution.SeriesRecord, o attribution.Observation, replaces string) *attribution.Commit {
 	th := attribution.DefaultThresholds()
 	rec.Series.Add(o.Point())
-	w := attribution.ObservationWrite{Key: rec.Key, Observation: o, Replaces: replaces}
-	if change := rec.Transition(rec.Series.State(th), o.AttackerUUID); change != nil {
-		e, err := change.Event()
-		if err != nil {
-			panic(err)
-		}
-		w.Events = []attribution.Event{e}
+	if _, err := rec.Settle(rec.Series.State(th), o.AttackerUUID); err != nil {
+		panic(err)
+	}
+	revision := 1
+	if replaces != "" {
+		revision = 2
 	}
 	return &attribution.Commit{
-		Observations: []attribution.ObservationWrite{w},
+		Observations: []attribution.ObservationWrite{{Key: rec.Key, Observation: o, Replaces: replaces, Revision: revision}},
 		Series:       []*attribution.SeriesRecord{rec},
+		Applied:      []attribution.Observation{o},
 	}
-}
-
-// sameEvents reports whether two event lists have the same IDs, types and
-// details, in order.
-func sameEvents(a, b []attribution.Event) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].ID != b[i].ID || a[i].DetailType != b[i].DetailType || string(a[i].Detail) != string(b[i].Detail) {
-			return false
-		}
-	}
-	return true
 }
 
 func mustLoad(t *testing.T, s Backend, key attribution.SeriesKey) *attribution.SeriesRecord {
@@ -131,7 +121,7 @@ func testCommit(t *testing.T, s Backend) {
 		t.Fatal(err)
 	}
 	stored := mustLoad(t, s, key)
-	if stored.Version != 1 || stored.Series.Count != 1 || stored.Current == nil || len(stored.Outbox) != 0 {
+	if stored.Version != 1 || stored.Series.Count != 1 || stored.Current == nil || len(stored.Pending()) != 1 {
 		t.Fatalf("stored record = %+v", stored)
 	}
 	if err := s.Commit(ctx, commitOne(stored, observation("r2", 11, `"typed"`), "")); err != nil {
@@ -158,37 +148,107 @@ func testObservationExists(t *testing.T, s Backend) {
 	th := attribution.DefaultThresholds()
 	key := newKey("exists")
 	first := observation("r1", 10, `"typed"`)
-	c := commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")
-	if len(c.Observations[0].Events) != 1 {
-		t.Fatalf("a first observation causes one event, got %d", len(c.Observations[0].Events))
-	}
-	if err := s.Commit(ctx, c); err != nil {
+	if err := s.Commit(ctx, commitOne(attribution.NewSeriesRecord(key, attribution.Categorical, th), first, "")); err != nil {
 		t.Fatal(err)
 	}
 	stored := mustLoad(t, s, key)
 	changed := observation("r1", 12, `"pasted"`)
 	err := s.Commit(ctx, commitOne(stored.Clone(), changed, ""))
 	var exists *attribution.ObservationExistsError
-	if !errors.As(err, &exists) || exists.Index != 0 || exists.Existing.Fingerprint() != first.Fingerprint() {
-		t.Fatalf("commit of a stored key: err = %v, want ObservationExistsError with the stored content", err)
+	if !errors.As(err, &exists) || exists.Index != 0 || exists.Stored.Observation.Fingerprint() != first.Fingerprint() || exists.Stored.Revision != 1 {
+		t.Fatalf("commit of a stored key: err = %v, want ObservationExistsError with the stored content at revision 1", err)
 	}
-	if !sameEvents(exists.Events, c.Observations[0].Events) {
-		t.Fatalf("stored observation reported with events %+v, want those committed with it %+v", exists.Events, c.Observations[0].Events)
+	if len(exists.Stored.Events) != 0 {
+		t.Fatalf("an item written with its record carries events: %+v", exists.Stored.Events)
 	}
 	if after := mustLoad(t, s, key); after.Version != stored.Version || after.Series.Count != 1 {
 		t.Fatalf("failed commit changed the record: %+v", after)
 	}
-	// An observation that caused no event is reported with none.
-	quiet := commitOne(stored.Clone(), observation("r2", 11, `"typed"`), "")
-	if len(quiet.Observations[0].Events) != 0 {
-		t.Fatalf("a repeated value caused %d events", len(quiet.Observations[0].Events))
-	}
-	if err := s.Commit(ctx, quiet); err != nil {
+}
+
+func testRecordAlone(t *testing.T, s Backend) {
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	key := newKey("alone")
+	rec := attribution.NewSeriesRecord(key, attribution.Categorical, th)
+	o := observation("r1", 10, `"typed"`)
+	rec.Series.Add(o.Point())
+	if _, err := rec.Settle(rec.Series.State(th), o.AttackerUUID); err != nil {
 		t.Fatal(err)
 	}
-	err = s.Commit(ctx, commitOne(mustLoad(t, s, key), observation("r2", 11, `"typed"`), ""))
-	if !errors.As(err, &exists) || exists.Index != 0 || len(exists.Events) != 0 {
-		t.Fatalf("duplicate of a quiet observation: err = %v, events %+v", err, exists)
+	one := func(r *attribution.SeriesRecord) *attribution.Commit {
+		return &attribution.Commit{Series: []*attribution.SeriesRecord{r}}
+	}
+	if err := s.Commit(ctx, one(rec)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, one(rec)); !errors.Is(err, attribution.ErrVersionConflict) {
+		t.Fatalf("second create of one record: err = %v, want a version conflict", err)
+	}
+	stored := mustLoad(t, s, key)
+	if stored.Version != 1 || len(stored.Pending()) != 1 || !stored.Complete {
+		t.Fatalf("stored record: version %d, %d pending, complete %v; want 1, 1, true", stored.Version, len(stored.Pending()), stored.Complete)
+	}
+	// The bus took the event: the next write of the record says so.
+	stored.Published = stored.Outbox[0].Position
+	if err := s.Commit(ctx, one(stored)); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, key); got.Version != 2 || len(got.Pending()) != 0 || got.Published != stored.Published {
+		t.Fatalf("after a write with the acknowledged position: version %d, %d pending, published %d", got.Version, len(got.Pending()), got.Published)
+	}
+	if err := s.Commit(ctx, one(stored)); !errors.Is(err, attribution.ErrVersionConflict) {
+		t.Fatalf("write at a stale version: err = %v, want a version conflict", err)
+	}
+	if obs, _ := s.LoadObservations(ctx, key); len(obs) != 0 {
+		t.Fatalf("a record alone wrote %d observation items", len(obs))
+	}
+}
+
+func testLookup(t *testing.T, s Backend) {
+	ctx := context.Background()
+	key := newKey("lookup")
+	a, b := observation("r1", 10, `"typed"`), observation("r2", 11, `"typed"`)
+	if err := s.PutObservations(ctx, []attribution.ObservationWrite{{Key: key, Observation: a, Revision: 1}, {Key: key, Observation: b, Revision: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	refs := []attribution.ObservationRef{{Key: key, Ref: "r1"}, {Key: key, Ref: "r2"}, {Key: key, Ref: "r3"}, {Key: newKey("elsewhere"), Ref: "r1"}, {Key: key, Ref: "r1"}}
+	got, err := s.LookupObservations(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[refs[0]].Observation.Fingerprint() != a.Fingerprint() || got[refs[1]].Revision != 3 {
+		t.Fatalf("lookup = %+v; want r1 and r2 (revision 3) only", got)
+	}
+}
+
+func testPutRevisions(t *testing.T, s Backend) {
+	ctx := context.Background()
+	key := newKey("revisions")
+	put := func(value string, revision int) {
+		t.Helper()
+		o := observation("r1", 10, value)
+		if err := s.PutObservations(ctx, []attribution.ObservationWrite{{Key: key, Observation: o, Revision: revision}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() attribution.StoredObservation {
+		t.Helper()
+		got, err := s.LookupObservations(ctx, []attribution.ObservationRef{{Key: key, Ref: "r1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[attribution.ObservationRef{Key: key, Ref: "r1"}]
+	}
+	put(`"typed"`, 2)
+	put(`"typed"`, 2)  // the same write again
+	put(`"pasted"`, 1) // a slow write of an earlier revision
+	if got := stored(); got.Revision != 2 || got.Observation.Value != `"typed"` {
+		t.Fatalf("after an earlier revision: %+v; want revision 2 kept", got)
+	}
+	put(`"mixed"`, 3)
+	if got := stored(); got.Revision != 3 || got.Observation.Value != `"mixed"` {
+		t.Fatalf("after a later revision: %+v; want revision 3", got)
 	}
 }
 
@@ -215,10 +275,9 @@ func testAmendment(t *testing.T, s Backend) {
 	if err != nil || len(obs) != 1 || obs[0].Value != `"pasted"` {
 		t.Fatalf("after amendment: %+v, %v", obs, err)
 	}
-	// The amendment's events replaced the first version's.
 	err = s.Commit(ctx, commitOne(mustLoad(t, s, key), amended, ""))
-	if !errors.As(err, &exists) || !sameEvents(exists.Events, c.Observations[0].Events) {
-		t.Fatalf("amended observation reported with %+v, want the amendment's events %+v", exists, c.Observations[0].Events)
+	if !errors.As(err, &exists) || exists.Stored.Revision != 2 || exists.Stored.Observation.Fingerprint() != amended.Fingerprint() {
+		t.Fatalf("amended observation reported as %+v, want the amendment at revision 2", exists)
 	}
 }
 

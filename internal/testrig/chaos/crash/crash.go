@@ -54,10 +54,13 @@ const (
 	AfterCommit     Point = "after-commit"
 	AfterPublish    Point = "after-publish"
 	AfterMembership Point = "after-membership"
+	// AfterSpill is after observation items a record let go of were
+	// written, before the record's next commit lets go of them.
+	AfterSpill Point = "after-spill"
 )
 
 // Points are the crash points, in the order of the function's work.
-var Points = []Point{AfterCommit, AfterPublish, AfterMembership}
+var Points = []Point{AfterCommit, AfterPublish, AfterMembership, AfterSpill}
 
 // ExitCode is the status a crashing process exits with, told apart from
 // other exits in the emulator's log.
@@ -210,6 +213,12 @@ type Store struct {
 	Recorder Recorder
 	// Probe reads the truth, bypassing faults and deaths.
 	Probe attribution.Store
+
+	// serial holds a commit, its record and its crash check while a
+	// Recorder keeps the log: the processor commits a unit's series in
+	// parallel, and a process exit after one must not cut another in
+	// flight, which the log could then not tell.
+	serial sync.Mutex
 }
 
 var _ attribution.Store = (*Store)(nil)
@@ -246,6 +255,10 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	if s.dead() {
 		return ErrCrashed
 	}
+	if s.Recorder != nil {
+		s.serial.Lock()
+		defer s.serial.Unlock()
+	}
 	err := s.Store.Commit(ctx, c)
 	if s.Recorder != nil {
 		s.record(ctx, c, err)
@@ -253,10 +266,36 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range c.Observations {
-		site := w.Key.String() + "|" + w.Observation.EvidenceRef
+	for _, o := range c.Applied {
+		site := attribution.StubIdentityID(o.AttackerUUID) + "|" + o.Primitive + "|" + o.EvidenceRef
 		if s.Plan.Fire(AfterCommit, site) {
 			return s.Die(AfterCommit, site)
+		}
+	}
+	return nil
+}
+
+// LookupObservations implements attribution.Store.
+func (s *Store) LookupObservations(ctx context.Context, refs []attribution.ObservationRef) (map[attribution.ObservationRef]attribution.StoredObservation, error) {
+	if s.dead() {
+		return nil, ErrCrashed
+	}
+	return s.Store.LookupObservations(ctx, refs)
+}
+
+// PutObservations implements attribution.Store: it writes and dies
+// afterwards if the plan chooses one of the items.
+func (s *Store) PutObservations(ctx context.Context, writes []attribution.ObservationWrite) error {
+	if s.dead() {
+		return ErrCrashed
+	}
+	if err := s.Store.PutObservations(ctx, writes); err != nil {
+		return err
+	}
+	for _, w := range writes {
+		site := w.Key.String() + "|" + w.Observation.EvidenceRef + fmt.Sprintf("@%d", w.Revision)
+		if s.Plan.Fire(AfterSpill, site) {
+			return s.Die(AfterSpill, site)
 		}
 	}
 	return nil
@@ -309,10 +348,7 @@ func (s *Store) Ack(ctx context.Context, key attribution.SeriesKey, position int
 }
 
 func (s *Store) record(ctx context.Context, c *attribution.Commit, err error) {
-	obs := make([]attribution.Observation, len(c.Observations))
-	for i, w := range c.Observations {
-		obs[i] = w.Observation
-	}
+	obs := c.Applied
 	if err == nil {
 		s.Recorder.Applied(obs)
 		return

@@ -100,7 +100,7 @@ func newCommit(ref string, version int64) *attribution.Commit {
 	rec := attribution.NewSeriesRecord(key, attribution.Categorical, attribution.DefaultThresholds())
 	rec.Version = version
 	rec.AttackerUUID = "att-1 " + ref // what the commit writes differs from commit to commit
-	return &attribution.Commit{Observations: []attribution.ObservationWrite{{Key: key, Observation: obs}}, Series: []*attribution.SeriesRecord{rec}}
+	return &attribution.Commit{Observations: []attribution.ObservationWrite{{Key: key, Observation: obs}}, Series: []*attribution.SeriesRecord{rec}, Applied: []attribution.Observation{obs}}
 }
 
 var errDied = errors.New("died")
@@ -127,7 +127,7 @@ func TestStoreDiesAfterTheCommitIsStored(t *testing.T) {
 	if got["motor.input_modality"] == nil {
 		t.Fatal("the commit was not stored before the death")
 	}
-	if len(rec.applied) != 1 || diedAt[0] != "after-commit id-1|motor.input_modality|ref-1" {
+	if len(rec.applied) != 1 || diedAt[0] != "after-commit "+attribution.StubIdentityID("att-1")+"|motor.input_modality|ref-1" {
 		t.Errorf("applied %v, died at %v", rec.applied, diedAt)
 	}
 	if _, err := s.LoadSeries(ctx, "id-1", nil, true); !errors.Is(err, crash.ErrCrashed) {

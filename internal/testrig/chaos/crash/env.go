@@ -18,6 +18,7 @@ const (
 	EnvAfterCommit     = "CHAOS_CRASH_AFTER_COMMIT"
 	EnvAfterPublish    = "CHAOS_CRASH_AFTER_PUBLISH"
 	EnvAfterMembership = "CHAOS_CRASH_AFTER_MEMBERSHIP"
+	EnvAfterSpill      = "CHAOS_CRASH_AFTER_SPILL"
 	EnvMarkerDir       = "CHAOS_CRASH_DIR"
 	EnvAppliedLog      = "CHAOS_APPLIED_LOG"
 	EnvProbeEndpoint   = "CHAOS_PROBE_ENDPOINT"
@@ -26,9 +27,9 @@ const (
 // Config is the crash binary's configuration.
 type Config struct {
 	Seed uint64
-	// AfterCommit, AfterPublish and AfterMembership are the rates of the
-	// crash points.
-	AfterCommit, AfterPublish, AfterMembership float64
+	// AfterCommit, AfterPublish, AfterMembership and AfterSpill are the
+	// rates of the crash points.
+	AfterCommit, AfterPublish, AfterMembership, AfterSpill float64
 	// MarkerDir holds one file per site that crashed (see DirOnce).
 	MarkerDir string
 	// AppliedLog, when set, receives the commits applied (see FileRecorder).
@@ -67,10 +68,11 @@ func ConfigFromEnv(lookup func(string) (string, bool)) (Config, error) {
 	c.AfterCommit = rate(EnvAfterCommit)
 	c.AfterPublish = rate(EnvAfterPublish)
 	c.AfterMembership = rate(EnvAfterMembership)
+	c.AfterSpill = rate(EnvAfterSpill)
 	c.MarkerDir = get(EnvMarkerDir)
 	c.AppliedLog = get(EnvAppliedLog)
 	c.ProbeEndpoint = get(EnvProbeEndpoint)
-	if (c.AfterCommit > 0 || c.AfterPublish > 0 || c.AfterMembership > 0) && c.MarkerDir == "" {
+	if (c.AfterCommit > 0 || c.AfterPublish > 0 || c.AfterMembership > 0 || c.AfterSpill > 0) && c.MarkerDir == "" {
 		errs = append(errs, fmt.Errorf("%s: is required when a crash rate is set", EnvMarkerDir))
 	}
 	if c.AppliedLog != "" && c.ProbeEndpoint == "" {
@@ -86,6 +88,7 @@ func (c Config) Env() []string {
 		EnvAfterCommit + "=" + strconv.FormatFloat(c.AfterCommit, 'g', -1, 64),
 		EnvAfterPublish + "=" + strconv.FormatFloat(c.AfterPublish, 'g', -1, 64),
 		EnvAfterMembership + "=" + strconv.FormatFloat(c.AfterMembership, 'g', -1, 64),
+		EnvAfterSpill + "=" + strconv.FormatFloat(c.AfterSpill, 'g', -1, 64),
 	}
 	for _, kv := range [][2]string{{EnvMarkerDir, c.MarkerDir}, {EnvAppliedLog, c.AppliedLog}, {EnvProbeEndpoint, c.ProbeEndpoint}} {
 		if kv[1] != "" {
@@ -97,7 +100,7 @@ func (c Config) Env() []string {
 
 // Rates returns the rate of each crash point.
 func (c Config) Rates() map[Point]float64 {
-	return map[Point]float64{AfterCommit: c.AfterCommit, AfterPublish: c.AfterPublish, AfterMembership: c.AfterMembership}
+	return map[Point]float64{AfterCommit: c.AfterCommit, AfterPublish: c.AfterPublish, AfterMembership: c.AfterMembership, AfterSpill: c.AfterSpill}
 }
 
 // Plan returns the crash plan, remembering crashed sites in MarkerDir.
