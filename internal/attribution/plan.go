@@ -151,6 +151,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 	series := make(map[string]*seriesPlan)
 	var order []string
 	taken := make(map[ObservationRef]bool)
+	var applied []*item // in the order applied
 	for _, it := range in.items {
 		if taken[it.ref] {
 			break // the same observation again: it and what follows wait for the commit
@@ -190,6 +191,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		if err := p.apply(in, sp, it); err != nil {
 			return nil, err
 		}
+		applied = append(applied, it)
 	}
 	pl := &plan{}
 	joint := &Commit{Identity: in.ident}
@@ -207,7 +209,6 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		if sp.identity {
 			joint.Series = append(joint.Series, sp.rec)
 			joint.Observations = append(joint.Observations, sp.writes...)
-			joint.Applied = append(joint.Applied, observations(sp.items)...)
 			jointOwners = append(jointOwners, sp.items...)
 			jointEvents = append(jointEvents, sp.events...)
 			continue
@@ -217,6 +218,13 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		pl.caused = append(pl.caused, sp.events)
 	}
 	if len(joint.Series) > 0 {
+		// Several series in one commit: Applied keeps the batch order
+		// across them, which the cross-primitive rule followed.
+		for _, it := range applied {
+			if series[it.key.Primitive].identity {
+				joint.Applied = append(joint.Applied, it.obs)
+			}
+		}
 		pl.commits = append(pl.commits, joint)
 		pl.owners = append(pl.owners, jointOwners)
 		pl.caused = append(pl.caused, jointEvents)

@@ -373,3 +373,28 @@ func TestCheckCatchesIdentityViolations(t *testing.T) {
 		})
 	}
 }
+
+// TestInCommitOrder: the observations of a transaction take the order the
+// function applied them in; single writes, and a transaction no commit of
+// the function explains, keep the journal's.
+func TestInCommitOrder(t *testing.T) {
+	obs := func(prim, ref string) *attribution.Observation {
+		return &attribution.Observation{AttackerUUID: "att-1", Primitive: prim, EvidenceRef: ref, Value: attribution.Null}
+	}
+	a, b, c := obs("motor.input_modality", "r1"), obs("environmental.locale", "r2"), obs("motor.input_modality", "r3")
+	d, e := obs("motor.input_modality", "r4"), obs("environmental.locale", "r5")
+	journal := []applied{
+		{observation: a, transaction: 1}, {observation: c, transaction: 1}, {observation: b, transaction: 1},
+		{observation: d}, {observation: e},
+		{observation: d, transaction: 2}, {observation: e, transaction: 2},
+	}
+	orders := [][]attribution.Observation{{*a, *b, *c}, {*e, *d}}
+	var got []string
+	for _, x := range inCommitOrder(journal, orders) {
+		got = append(got, fmt.Sprint(x.observation.EvidenceRef, "@", x.transaction))
+	}
+	want := []string{"r1@1", "r2@1", "r3@1", "r4@0", "r5@0", "r5@2", "r4@2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("journal in commit order: %v, want %v", got, want)
+	}
+}

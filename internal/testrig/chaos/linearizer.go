@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,13 +57,17 @@ type linearizer struct {
 	// a transaction that moves one is a membership change.
 	membership map[string]int64
 	parents    map[string]attribution.Stamp
+	// transactions counts those applied; current is the one being read.
+	transactions, current int
 }
 
 // applied is one entry of the journal: an observation an applied commit
-// stored, or an applied membership change.
+// stored, or an applied membership change. Entries of one transaction share
+// its number (0 for a single write).
 type applied struct {
 	observation *attribution.Observation
 	membership  *membershipApplied
+	transaction int
 }
 
 // membershipApplied is what the harness reads of an applied membership
@@ -177,7 +182,7 @@ func (l *linearizer) recordInline(u update) int {
 		now[name] = true
 		if !before[name] {
 			obs := o.Observation
-			l.journal = append(l.journal, applied{observation: &obs})
+			l.journal = append(l.journal, applied{observation: &obs, transaction: l.current})
 			added++
 		}
 	}
@@ -202,6 +207,9 @@ func (l *linearizer) record(body []byte) {
 		l.bad = append(l.bad, fmt.Errorf("decode a transaction: %w", err))
 		return
 	}
+	l.transactions++
+	l.current = l.transactions
+	defer func() { l.current = 0 }()
 	var change membershipApplied
 	membership, observations := false, 0
 	for _, it := range req.TransactItems {
@@ -217,7 +225,7 @@ func (l *linearizer) record(body []byte) {
 				l.bad = append(l.bad, fmt.Errorf("decode a stored observation: %w", err))
 				continue
 			}
-			l.journal = append(l.journal, applied{observation: &o})
+			l.journal = append(l.journal, applied{observation: &o, transaction: l.current})
 			observations++
 		case it.Update != nil && it.Update.TableName == l.tables.Identities:
 			// An attacker's identity set by an identity event.
@@ -268,7 +276,7 @@ func (l *linearizer) record(body []byte) {
 		}
 	}
 	if observations == 0 && membership {
-		l.journal = append(l.journal, applied{membership: &change})
+		l.journal = append(l.journal, applied{membership: &change, transaction: l.current})
 	}
 }
 
@@ -289,6 +297,48 @@ func (l *linearizer) applied() ([]applied, error) {
 		return nil, fmt.Errorf("journal of applied commits: %d unreadable entries, the first: %w", len(l.bad), l.bad[0])
 	}
 	return append([]applied(nil), l.journal...), nil
+}
+
+// inCommitOrder puts the observations of each transaction of the journal
+// in the order the function applied them. A transaction shows its records
+// one after the other, but the function applies a commit of several series
+// in batch order across them, which the identity's cross-primitive rule
+// follows; orders holds that order for each commit of several
+// observations.
+func inCommitOrder(journal []applied, orders [][]attribution.Observation) []applied {
+	name := func(o *attribution.Observation) string {
+		return o.AttackerUUID + "|" + o.Primitive + "|" + o.EvidenceRef + "|" + o.Fingerprint()
+	}
+	rank := make(map[string]map[string]int) // by the commit's sorted names
+	setOf := func(names []string) string { return strings.Join(slices.Sorted(slices.Values(names)), "\n") }
+	for _, obs := range orders {
+		names := make([]string, len(obs))
+		positions := make(map[string]int, len(obs))
+		for i := range obs {
+			names[i] = name(&obs[i])
+			positions[names[i]] = i
+		}
+		rank[setOf(names)] = positions
+	}
+	out := slices.Clone(journal)
+	for start := 0; start < len(out); {
+		end := start + 1
+		for end < len(out) && out[start].transaction != 0 && out[end].transaction == out[start].transaction {
+			end++
+		}
+		run := out[start:end]
+		var names []string
+		for _, a := range run {
+			if a.observation != nil {
+				names = append(names, name(a.observation))
+			}
+		}
+		if positions := rank[setOf(names)]; len(names) == len(run) && positions != nil {
+			slices.SortStableFunc(run, func(a, b applied) int { return positions[name(a.observation)] - positions[name(b.observation)] })
+		}
+		start = end
+	}
+	return out
 }
 
 func (l *linearizer) close() error {

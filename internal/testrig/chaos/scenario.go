@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -214,6 +215,11 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 	if obs.journal, err = lin.applied(); err != nil {
 		return nil, err
 	}
+	orders, err := fn.orders()
+	if err != nil {
+		return nil, err
+	}
+	obs.journal = inCommitOrder(obs.journal, orders)
 	obs.logs = fn.logs()
 
 	sc.progress(env, "replaying in memory and checking")
@@ -363,13 +369,16 @@ type function struct {
 	stopErr  error
 	stopFn   func() error
 	applied  func() ([]attribution.Observation, int, error)
-	logs     func() string
-	crashes  func() int64
-	sites    func() []string // the crash sites that fired, "point site"
-	metrics  *metricsSink
-	built    func() int64
-	retries  func() int64
-	exits    func() int64 // process deaths by a crash (emulator)
+	// orders are the observations of each commit of several, in the
+	// order the function applied them.
+	orders  func() ([][]attribution.Observation, error)
+	logs    func() string
+	crashes func() int64
+	sites   func() []string // the crash sites that fired, "point site"
+	metrics *metricsSink
+	built   func() int64
+	retries func() int64
+	exits   func() int64 // process deaths by a crash (emulator)
 }
 
 func (f *function) stop() error {
@@ -431,15 +440,15 @@ func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[
 	once := &crash.MemoryOnce{}
 	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: plan.Rates(), Once: once}
 	fl.probe = st.store
-	var rec *memRecorder
-	if sc.Sequential() {
-		rec = &memRecorder{}
-		fl.recorder = rec
-	}
+	// The log of what was applied is exact with one poller only; the order
+	// within each commit is known with any number.
+	rec := &memRecorder{}
+	fl.recorder = rec
 	return &function{
 		invoker: fl,
+		orders:  rec.orders,
 		applied: func() ([]attribution.Observation, int, error) {
-			if rec == nil {
+			if !sc.Sequential() {
 				return nil, 0, nil
 			}
 			return rec.result()
@@ -527,6 +536,16 @@ func startEmulated(env Env, sc Scenario, st *stack, vars map[string]string, faul
 			}
 			return serr
 		},
+		orders: func() ([][]attribution.Observation, error) {
+			entries, err := crash.ReadLog(plan.AppliedLog)
+			var out [][]attribution.Observation
+			for _, e := range entries {
+				if len(e.Observations) > 1 {
+					out = append(out, e.Observations)
+				}
+			}
+			return out, err
+		},
 		applied: func() ([]attribution.Observation, int, error) {
 			entries, err := crash.ReadLog(plan.AppliedLog)
 			if err != nil {
@@ -559,18 +578,33 @@ type memRecorder struct {
 	mu      sync.Mutex
 	obs     []attribution.Observation
 	unknown int
+	several [][]attribution.Observation // commits of several observations
 }
 
 func (r *memRecorder) Applied(obs []attribution.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, obs...)
+	r.note(obs)
 }
 
-func (r *memRecorder) Unknown([]attribution.Observation) {
+func (r *memRecorder) Unknown(obs []attribution.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unknown++
+	r.note(obs)
+}
+
+func (r *memRecorder) note(obs []attribution.Observation) {
+	if len(obs) > 1 {
+		r.several = append(r.several, slices.Clone(obs))
+	}
+}
+
+func (r *memRecorder) orders() ([][]attribution.Observation, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.several), nil
 }
 
 func (r *memRecorder) result() ([]attribution.Observation, int, error) {

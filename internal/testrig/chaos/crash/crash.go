@@ -214,10 +214,11 @@ type Store struct {
 	// Probe reads the truth, bypassing faults and deaths.
 	Probe attribution.Store
 
-	// serial holds a commit, its record and its crash check while a
-	// Recorder keeps the log: the processor commits a unit's series in
-	// parallel, and a process exit after one must not cut another in
-	// flight, which the log could then not tell.
+	// Exits is set where Die ends the process. A commit, its record and its
+	// crash check then hold the store: the processor commits a unit's
+	// series in parallel, and an exit after one must not cut another in
+	// flight, which the Recorder's log could then not tell.
+	Exits  bool
 	serial sync.Mutex
 }
 
@@ -255,7 +256,7 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	if s.dead() {
 		return ErrCrashed
 	}
-	if s.Recorder != nil {
+	if s.Exits {
 		s.serial.Lock()
 		defer s.serial.Unlock()
 	}

@@ -73,7 +73,7 @@ func main() {
 	}
 	// The crash points wrap the adapters the function was wired with.
 	proc := handler.Processor
-	st := &crash.Store{Store: proc.Store, Plan: crashPlan, Die: die, Probe: probe}
+	st := &crash.Store{Store: proc.Store, Plan: crashPlan, Die: die, Probe: probe, Exits: true}
 	if recorder != nil {
 		st.Recorder = recorder
 	}
