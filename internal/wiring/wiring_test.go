@@ -88,20 +88,28 @@ func mustHandle(t *testing.T, h *sqshandler.Handler, ev events.SQSEvent) {
 	}
 }
 
+// records reads the series records of a vector's primitives under the
+// attacker's identity.
+func (e *env) records(t *testing.T, v conformance.Stream, attacker string) map[string]*attribution.SeriesRecord {
+	t.Helper()
+	identity, err := e.store.Identity(context.Background(), attacker, "none")
+	if err != nil || identity == "none" {
+		t.Fatalf("identity of %s: %q, %v", attacker, identity, err)
+	}
+	recs, err := e.store.LoadSeries(context.Background(), identity, v.Primitives(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
 // states reads the final states of a vector's attackers from DynamoDB, as
 // rows shaped like the vector's expected_states.
 func (e *env) states(t *testing.T, v conformance.Stream) []map[string]any {
 	t.Helper()
 	var rows []map[string]any
 	for _, attacker := range v.Attackers() {
-		identity, err := e.store.Identity(context.Background(), attacker, "none")
-		if err != nil || identity == "none" {
-			t.Fatalf("identity of %s: %q, %v", attacker, identity, err)
-		}
-		recs, err := e.store.LoadSeries(context.Background(), identity, v.Primitives(), true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		recs := e.records(t, v, attacker)
 		for _, p := range v.Primitives() {
 			r := recs[p]
 			if r == nil || r.Current == nil {
@@ -127,15 +135,7 @@ func (e *env) owed(t *testing.T, v conformance.Stream) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
 	for _, attacker := range v.Attackers() {
-		identity, err := e.store.Identity(context.Background(), attacker, "none")
-		if err != nil || identity == "none" {
-			t.Fatalf("identity of %s: %q, %v", attacker, identity, err)
-		}
-		recs, err := e.store.LoadSeries(context.Background(), identity, v.Primitives(), true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range recs {
+		for _, r := range e.records(t, v, attacker) {
 			for _, ev := range r.Pending() {
 				out[ev.ID] = true
 			}

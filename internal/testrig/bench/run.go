@@ -230,21 +230,31 @@ func Run(ctx context.Context, target Target, cfg Config) (*Results, error) {
 // each, so that every group's items are the same size.
 const shortGroups = "abcdeghjklmnopqrsuvwxyz"
 
-// runShort measures one batch of each size on series of each short prior
-// history, in both commit designs.
-func runShort(ctx context.Context, target Target, cfg Config, res *Results, logf func(string, ...any)) error {
+// provision creates the template's tables under name, with the
+// benchmark's registry, and the function's configuration from them.
+func provision(ctx context.Context, target Target, name string) (*devstack.Stack, config.Config, error) {
 	stack, err := devstack.Provision(ctx, devstack.NewClients(target.AWS), target.Template, devstack.Options{
-		StackName:  "bench-short",
+		StackName:  name,
 		Endpoint:   target.Endpoint,
 		Parameters: map[string]string{"AttributionRegistry": RegistryOverrides()},
 	})
 	if err != nil {
-		return fmt.Errorf("provision: %w", err)
+		return nil, config.Config{}, fmt.Errorf("provision: %w", err)
 	}
 	env := stack.EnvMap()
 	svcCfg, err := config.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
-		return fmt.Errorf("configuration from the template: %w", err)
+		return nil, config.Config{}, fmt.Errorf("configuration from the template: %w", err)
+	}
+	return stack, svcCfg, nil
+}
+
+// runShort measures one batch of each size on series of each short prior
+// history, in both commit designs.
+func runShort(ctx context.Context, target Target, cfg Config, res *Results, logf func(string, ...any)) error {
+	stack, svcCfg, err := provision(ctx, target, "bench-short")
+	if err != nil {
+		return err
 	}
 	loader := &HistoryLoader{
 		Client: dynamodb.NewFromConfig(target.AWS), Tables: tables(svcCfg),
@@ -298,18 +308,9 @@ func (c Config) fullBatches(h int) []int {
 }
 
 func runHistory(ctx context.Context, target Target, cfg Config, h int, res *Results, logf func(string, ...any)) error {
-	stack, err := devstack.Provision(ctx, devstack.NewClients(target.AWS), target.Template, devstack.Options{
-		StackName:  fmt.Sprintf("bench-h%d", h),
-		Endpoint:   target.Endpoint,
-		Parameters: map[string]string{"AttributionRegistry": RegistryOverrides()},
-	})
+	stack, svcCfg, err := provision(ctx, target, fmt.Sprintf("bench-h%d", h))
 	if err != nil {
-		return fmt.Errorf("provision: %w", err)
-	}
-	env := stack.EnvMap()
-	svcCfg, err := config.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err != nil {
-		return fmt.Errorf("configuration from the template: %w", err)
+		return err
 	}
 	incr, trans, full := NewWorkload("i"), NewWorkload("t"), NewWorkload("f")
 	if cfg.Noise >= 0 {
