@@ -3,57 +3,93 @@ package attribution
 import (
 	"context"
 	"errors"
+	"log/slog"
 )
 
-// deliver publishes events, each owned by the series or identity record
-// whose outbox holds it, and returns per owner the position up to which
-// the bus took its outbox events (the prefix before the first it did not
-// take), the owners with events still to publish, and the bus's error.
-// Nothing is acknowledged here: a processor writes the position with the
-// series' next commit, a membership change or a rebuild with Store.Ack.
-// An event the bus rejects for good is logged and dropped.
-func (p *Processor) deliver(ctx context.Context, events []Event, owner map[string]SeriesKey) (acked map[SeriesKey]int64, blocked map[SeriesKey]bool, err error) {
-	acked, blocked = make(map[SeriesKey]int64), make(map[SeriesKey]bool)
+// Courier publishes outbox events, each owned by the series or identity
+// record whose outbox holds it: the function's one publish path, which a
+// rebuild shares. An event the bus rejects for good is logged and dropped.
+type Courier struct {
+	Publisher Publisher
+	Metrics   Metrics      // nil: nothing counted
+	Logger    *slog.Logger // nil: slog's default
+}
+
+// Delivery is what the bus took of one publish. Nothing is acknowledged by
+// Deliver: a processor writes the position with the series' next commit, a
+// membership change or a rebuild with Store.Ack.
+type Delivery struct {
+	// Acked is, per owner, the position up to which the bus took its
+	// outbox events: the prefix before the first it did not take.
+	Acked map[SeriesKey]int64
+	// Blocked are the owners with events still to publish.
+	Blocked map[SeriesKey]bool
+	// Taken counts the events the bus took.
+	Taken int
+}
+
+// Deliver publishes events and reports what the bus took, with its error.
+func (c Courier) Deliver(ctx context.Context, events []Event, owner map[string]SeriesKey) (Delivery, error) {
+	d := Delivery{Acked: make(map[SeriesKey]int64), Blocked: make(map[SeriesKey]bool)}
 	if len(events) == 0 {
-		return acked, blocked, nil
+		return d, nil
 	}
-	unsent, err := p.publishEvents(ctx, events)
+	unsent, rejected, err := c.publish(ctx, events)
 	for _, e := range events {
 		k := owner[e.ID]
 		switch {
-		case blocked[k]:
+		case d.Blocked[k]:
 		case unsent[e.ID]:
-			blocked[k] = true
+			d.Blocked[k] = true
 		case e.Position > 0:
-			acked[k] = e.Position
+			d.Acked[k] = e.Position
 		}
 	}
-	return acked, blocked, err
+	d.Taken = len(events) - len(unsent) - rejected
+	return d, err
 }
 
-// publishEvents sends events to the bus and returns the IDs of those to
-// publish again, with the bus's error.
-func (p *Processor) publishEvents(ctx context.Context, events []Event) (map[string]bool, error) {
-	err := p.Publisher.Publish(ctx, events)
-	unsent := make(map[string]bool)
+func (p *Processor) courier() Courier {
+	return Courier{Publisher: p.Publisher, Metrics: p.Metrics, Logger: p.logger()}
+}
+
+// publish sends events to the bus and returns the IDs of those to publish
+// again and how many it rejected for good, with the bus's error.
+func (c Courier) publish(ctx context.Context, events []Event) (unsent map[string]bool, rejected int, err error) {
+	err = c.Publisher.Publish(ctx, events)
+	unsent = make(map[string]bool)
 	var perr *PublishError
 	switch {
 	case err == nil:
 	case errors.As(err, &perr):
 		for _, f := range perr.Failed {
-			p.count(MetricPublishFailures, 1)
+			c.count(MetricPublishFailures, 1)
 			if f.Retryable {
 				unsent[f.Event.ID] = true
 				continue
 			}
-			p.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
+			rejected++
+			c.logger().ErrorContext(ctx, "event rejected permanently by the bus; dropping it",
 				"event_id", f.Event.ID, "detail_type", f.Event.DetailType, "code", f.Code, "reason", f.Message)
 		}
 	default:
-		p.count(MetricPublishFailures, len(events))
+		c.count(MetricPublishFailures, len(events))
 		for _, e := range events {
 			unsent[e.ID] = true
 		}
 	}
-	return unsent, err
+	return unsent, rejected, err
+}
+
+func (c Courier) count(name string, n int) {
+	if c.Metrics != nil && n > 0 {
+		c.Metrics.Add(name, n)
+	}
+}
+
+func (c Courier) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
 }

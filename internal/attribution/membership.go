@@ -678,9 +678,9 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 // the prefix the bus took. It fails when any retryable event was not taken:
 // the message is delivered again and publishes them again, same IDs.
 func (p *Processor) publishOutboxEvents(ctx context.Context, events []Event, owner map[string]SeriesKey) error {
-	acked, blocked, err := p.deliver(ctx, events, owner)
-	p.acknowledge(ctx, acked, nil)
-	if len(blocked) > 0 {
+	d, err := p.courier().Deliver(ctx, events, owner)
+	p.acknowledge(ctx, d.Acked, nil)
+	if len(d.Blocked) > 0 {
 		return fmt.Errorf("publish events: %w", err)
 	}
 	return nil

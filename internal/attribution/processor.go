@@ -406,10 +406,10 @@ func (u *unitRun) finish(ctx context.Context) {
 		}
 	}
 	events = append(events, legacy...)
-	acked, blocked, err := u.p.deliver(ctx, events, owners)
-	u.p.acknowledge(ctx, acked, u.committed)
-	if len(blocked) > 0 {
-		u.failSeries(blocked, fmt.Errorf("publish events: %w", err))
+	d, err := u.p.courier().Deliver(ctx, events, owners)
+	u.p.acknowledge(ctx, d.Acked, u.committed)
+	if len(d.Blocked) > 0 {
+		u.failSeries(d.Blocked, fmt.Errorf("publish events: %w", err))
 	}
 	wg.Wait()
 }

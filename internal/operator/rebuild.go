@@ -632,43 +632,32 @@ func mergeSorted(sorted, more []string) []string {
 }
 
 // publish sends a record's pending events and acknowledges the prefix the
-// bus accepted, as the function does.
+// bus accepted.
 func (r *Rebuilder) publish(ctx context.Context, rec *attribution.SeriesRecord) (int, error) {
 	events := rec.Pending()
 	if len(events) == 0 {
 		return 0, nil
 	}
-	err := r.Publisher.Publish(ctx, events)
+	owner := make(map[string]attribution.SeriesKey, len(events))
+	for _, e := range events {
+		owner[e.ID] = rec.Key
+	}
+	// The function's publish path: acknowledge up to the first event to
+	// publish again; an event refused for good is dropped from the outbox.
+	d, err := attribution.Courier{Publisher: r.Publisher}.Deliver(ctx, events, owner)
 	var perr *attribution.PublishError
 	if err != nil && !errors.As(err, &perr) {
 		return 0, fmt.Errorf("publish events of %s: %w", rec.Key, missing(err, "event bus", r.EventBus))
 	}
-	// As the function does: acknowledge up to the first event to publish
-	// again; an event refused for good is dropped from the outbox.
-	failed := make(map[string]attribution.FailedEvent)
-	if perr != nil {
-		for _, f := range perr.Failed {
-			failed[f.Event.ID] = f
-		}
-	}
-	accepted, acked := 0, int64(0)
-	for _, e := range events {
-		if f, ok := failed[e.ID]; ok && f.Retryable {
-			break
-		} else if !ok {
-			accepted++
-		}
-		acked = e.Position
-	}
-	if acked > 0 {
+	if acked := d.Acked[rec.Key]; acked > 0 {
 		if err := r.Store.Ack(ctx, rec.Key, acked); err != nil {
-			return accepted, fmt.Errorf("acknowledge events of %s: %w", rec.Key, missing(err, "table", r.StatesTable))
+			return d.Taken, fmt.Errorf("acknowledge events of %s: %w", rec.Key, missing(err, "table", r.StatesTable))
 		}
 	}
 	if perr != nil {
-		return accepted, &seriesError{fmt.Errorf("publish: %w (those to retry stay in the outbox)", perr)}
+		return d.Taken, &seriesError{fmt.Errorf("publish: %w (those to retry stay in the outbox)", perr)}
 	}
-	return accepted, nil
+	return d.Taken, nil
 }
 
 // changed reports whether a state differs in what an operator reads:
