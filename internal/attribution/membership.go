@@ -298,23 +298,25 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 	// changedLoser returns the loser's record if this event changes it,
 	// else nil.
 	changedLoser := func() (*IdentityRecord, error) {
-		loser, err := p.node(ctx, ch, ev.Loser)
-		if err != nil {
-			return nil, err
-		}
-		ch.flush = append([]string{ev.Winner, ev.Loser}, loser.Unflushed...)
-		if !newer(loser.ParentStamp) {
-			return nil, nil
-		}
-		if len(loser.Unflushed) > 0 {
-			if err := p.flushIdentities(ctx, loser.Unflushed); err != nil {
-				return nil, err
-			}
-			// Read again what the flush may have acknowledged.
-			delete(ch.nodes, ev.Loser)
+		var loser *IdentityRecord
+		for flushed := false; ; flushed = true {
+			var err error
 			if loser, err = p.node(ctx, ch, ev.Loser); err != nil {
 				return nil, err
 			}
+			ch.flush = append([]string{ev.Winner, ev.Loser}, loser.Unflushed...)
+			if !newer(loser.ParentStamp) {
+				return nil, nil
+			}
+			if flushed || len(loser.Unflushed) == 0 {
+				break
+			}
+			if err := p.flushIdentities(ctx, loser.Unflushed); err != nil {
+				return nil, err
+			}
+			// Read it again: the flush may have acknowledged its events,
+			// and another change may have committed meanwhile.
+			delete(ch.nodes, ev.Loser)
 		}
 		loser.ParentStamp = ev.Stamp
 		ch.dirty[ev.Loser] = true
