@@ -67,10 +67,10 @@ type AttackerRecord struct {
 	// Stamp is that of the identity event that set IdentityUUID (zero for a
 	// stub).
 	Stamp Stamp
-	// Unflushed are the identities the change that set IdentityUUID wrote,
-	// sorted. What it left pending in their outboxes is published by a
-	// redelivery of its event (which changes nothing) or, before it
-	// commits, by the attacker's next change.
+	// Unflushed are the identities whose records the change that set
+	// IdentityUUID wrote with events to publish, sorted. Those are
+	// published by a redelivery of its event (which changes nothing) or,
+	// before it commits, by the attacker's next change.
 	Unflushed []string
 	// Version is 0 for a record never written by an identity event.
 	Version int64
@@ -101,8 +101,9 @@ type IdentityNode struct {
 	// Into is, while the identity is retired (merged, or left without
 	// attackers), the canonical identity that took its series.
 	Into string `json:"into,omitempty"`
-	// Unflushed are the identities written by the change that set Parent
-	// and ParentStamp, as on an attacker's record.
+	// Unflushed are the identities whose records the change that set
+	// Parent and ParentStamp wrote with events to publish, as on an
+	// attacker's record.
 	Unflushed []string `json:"unflushed,omitempty"`
 	// Rekeys counts attribution.identity.rekeyed events about it.
 	Rekeys int64 `json:"rekeys,omitempty"`

@@ -290,8 +290,9 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		nodes: make(map[string]*IdentityRecord), before: make(map[string]nodeBefore), dirty: make(map[string]bool),
 	}
 	newer := func(fact Stamp) bool { return fact.IsZero() || ev.Stamp.Compare(fact) > 0 }
-	// unflushed is the principal's list of what the change writes: the
-	// attacker's record, or the loser's. What the principal's previous
+	// unflushed is the principal's list of the identities the change
+	// leaves events to publish in: on the attacker's record, or the
+	// loser's. What the principal's previous
 	// change left pending is published first, since this one overwrites
 	// the list that finds it.
 	var unflushed *[]string
@@ -415,13 +416,30 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		loser.Parent = ""
 		loser.Membership++
 	}
-	if unflushed != nil {
-		*unflushed = slices.Sorted(maps.Keys(ch.dirty))
-	}
 	if err := p.settleMembership(ctx, ch); err != nil {
 		return nil, err
 	}
+	if unflushed != nil {
+		*unflushed = ch.commit.owing()
+	}
 	return ch, nil
+}
+
+// owing returns the identities whose records the commit writes with events
+// still to publish, sorted.
+func (c *MembershipCommit) owing() []string {
+	ids := make(map[string]bool)
+	for _, r := range c.Identities {
+		if len(r.Pending()) > 0 {
+			ids[r.IdentityUUID] = true
+		}
+	}
+	for _, r := range c.Series {
+		if len(r.Pending()) > 0 {
+			ids[r.Key.IdentityUUID] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(ids))
 }
 
 // detach takes a merged identity and its members out of the identities it

@@ -36,6 +36,7 @@ type fleet struct {
 	endpoint string // where the function's AWS calls go
 	plan     *crash.Plan
 	recorder crash.Recorder // nil: commits are not recorded
+	order    func([]attribution.Observation)
 	probe    attribution.Store
 	logs     *lineSink
 	metrics  *metricsSink
@@ -114,7 +115,7 @@ func (f *fleet) newInstance() (*instance, error) {
 	if f.sabotagePublisher != nil {
 		proc.Publisher = f.sabotagePublisher(proc.Publisher)
 	}
-	cs := &crash.Store{Store: proc.Store, Plan: f.plan, Die: l.die, Dead: l.isDead, Probe: f.probe}
+	cs := &crash.Store{Store: proc.Store, Plan: f.plan, Die: l.die, Dead: l.isDead, Probe: f.probe, Order: f.order}
 	if f.recorder != nil {
 		cs.Recorder = f.recorder
 	}

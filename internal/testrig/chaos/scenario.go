@@ -440,15 +440,18 @@ func startFunction(env Env, sc Scenario, st *stack, cfg config.Config, vars map[
 	once := &crash.MemoryOnce{}
 	fl.plan = &crash.Plan{Seed: plan.Seed, Rates: plan.Rates(), Once: once}
 	fl.probe = st.store
-	// The log of what was applied is exact with one poller only; the order
-	// within each commit is known with any number.
-	rec := &memRecorder{}
-	fl.recorder = rec
+	orders := &commitOrders{}
+	fl.order = orders.add
+	var rec *memRecorder
+	if sc.Sequential() {
+		rec = &memRecorder{}
+		fl.recorder = rec
+	}
 	return &function{
 		invoker: fl,
-		orders:  rec.orders,
+		orders:  orders.all,
 		applied: func() ([]attribution.Observation, int, error) {
-			if !sc.Sequential() {
+			if rec == nil {
 				return nil, 0, nil
 			}
 			return rec.result()
@@ -578,33 +581,37 @@ type memRecorder struct {
 	mu      sync.Mutex
 	obs     []attribution.Observation
 	unknown int
-	several [][]attribution.Observation // commits of several observations
 }
 
 func (r *memRecorder) Applied(obs []attribution.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, obs...)
-	r.note(obs)
 }
 
-func (r *memRecorder) Unknown(obs []attribution.Observation) {
+func (r *memRecorder) Unknown([]attribution.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unknown++
-	r.note(obs)
 }
 
-func (r *memRecorder) note(obs []attribution.Observation) {
-	if len(obs) > 1 {
-		r.several = append(r.several, slices.Clone(obs))
-	}
+// commitOrders keeps the order of the observations of each commit of
+// several (see inCommitOrder).
+type commitOrders struct {
+	mu      sync.Mutex
+	several [][]attribution.Observation
 }
 
-func (r *memRecorder) orders() ([][]attribution.Observation, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.several), nil
+func (o *commitOrders) add(obs []attribution.Observation) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.several = append(o.several, slices.Clone(obs))
+}
+
+func (o *commitOrders) all() ([][]attribution.Observation, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.several), nil
 }
 
 func (r *memRecorder) result() ([]attribution.Observation, int, error) {

@@ -213,6 +213,9 @@ type Store struct {
 	Recorder Recorder
 	// Probe reads the truth, bypassing faults and deaths.
 	Probe attribution.Store
+	// Order, when set, is told of the observations of every commit of
+	// several, in the order the function applied them, stored or not.
+	Order func(obs []attribution.Observation)
 
 	// Exits is set where Die ends the process. A commit, its record and its
 	// crash check then hold the store: the processor commits a unit's
@@ -259,6 +262,9 @@ func (s *Store) Commit(ctx context.Context, c *attribution.Commit) error {
 	if s.Exits {
 		s.serial.Lock()
 		defer s.serial.Unlock()
+	}
+	if s.Order != nil && len(c.Applied) > 1 {
+		s.Order(c.Applied)
 	}
 	err := s.Store.Commit(ctx, c)
 	if s.Recorder != nil {
