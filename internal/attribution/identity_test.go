@@ -82,9 +82,15 @@ func TestDecodeIdentityEvents(t *testing.T) {
 type refusingBus struct {
 	down     bool
 	accepted []attribution.Event
+	// hook, when set, runs once, at the next publish.
+	hook func()
 }
 
 func (b *refusingBus) Publish(_ context.Context, events []attribution.Event) error {
+	if h := b.hook; h != nil {
+		b.hook = nil
+		h()
+	}
 	if b.down {
 		return errors.New("bus unavailable")
 	}
@@ -101,15 +107,21 @@ type outboxRig struct {
 }
 
 func newOutboxRig(t *testing.T) *outboxRig {
-	store := memstore.New()
-	bus := &refusingBus{}
-	proc := &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
-		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
-	return &outboxRig{t: t, store: store, bus: bus, proc: proc}
+	r := &outboxRig{t: t, store: memstore.New(), bus: &refusingBus{}}
+	r.proc = r.processor()
+	return r
 }
 
-func (r *outboxRig) process(body []byte) error {
-	return r.proc.Process(context.Background(), []attribution.Message{{ID: "m", Body: body}})[0]
+// processor returns a processor of its own over the rig's store and bus.
+func (r *outboxRig) processor() *attribution.Processor {
+	return &attribution.Processor{Store: r.store, Identities: r.store, Publisher: r.bus, Registry: mustTestRegistry(r.t),
+		Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
+}
+
+func (r *outboxRig) process(body []byte) error { return r.processBy(r.proc, body) }
+
+func (r *outboxRig) processBy(p *attribution.Processor, body []byte) error {
+	return p.Process(context.Background(), []attribution.Message{{ID: "m", Body: body}})[0]
 }
 
 // must processes bodies that must succeed.
@@ -319,62 +331,27 @@ func TestRedeliveredMergePublishesTheRetiredFormerWinner(t *testing.T) {
 	r.nothingPending()
 }
 
-// hookBus runs hook once, on the first publish after it is armed.
-type hookBus struct {
-	refusingBus
-	hook func()
-}
-
-func (b *hookBus) Publish(ctx context.Context, events []attribution.Event) error {
-	if h := b.hook; h != nil {
-		b.hook = nil
-		h()
-	}
-	return b.refusingBus.Publish(ctx, events)
-}
-
 // TestChangeCommittedDuringTheFlushWins: while an unmerge publishes what
 // the loser's previous change left pending, a newer unmerge of the same
 // loser commits. The older one must then change nothing, not set the
 // loser's stamp back (which would let the stale merge apply).
 func TestChangeCommittedDuringTheFlushWins(t *testing.T) {
-	ctx := context.Background()
-	store := memstore.New()
-	bus := &hookBus{}
-	newProc := func() *attribution.Processor {
-		return &attribution.Processor{Store: store, Identities: store, Publisher: bus, Registry: mustTestRegistry(t),
-			Thresholds: attribution.DefaultThresholds(), Logger: quietLogger(), Concurrency: 1}
-	}
-	first, second := newProc(), newProc()
-	process := func(p *attribution.Processor, body []byte) error {
-		return p.Process(ctx, []attribution.Message{{ID: "m", Body: body}})[0]
-	}
-	s := spec{Attacker: "a1", Primitive: "motor.input_modality", Ref: "r1", TS: 100, Value: `"typed"`, Confidence: 0.9}
-	for _, b := range [][]byte{
-		s.body(),
+	r := newOutboxRig(t)
+	r.observe("a1", 1)
+	r.must(
 		busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"L","observation_uuids":["a1"]}`),
 		busEvent(attribution.TopicIdentityFormed, "e2", 201, `{"identity_uuid":"W","observation_uuids":["a2"]}`),
-	} {
-		if err := process(first, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bus.down = true
-	if err := process(first, busEvent(attribution.TopicIdentityMerged, "e3", 202, `{"winner_uuid":"W","loser_uuid":"L"}`)); err == nil {
-		t.Fatal("the bus refused the merge's events: the message must fail")
-	}
-	bus.down = false
+	)
+	r.refused(busEvent(attribution.TopicIdentityMerged, "e3", 202, `{"winner_uuid":"W","loser_uuid":"L"}`))
 	newer := busEvent(attribution.TopicIdentityUnmerged, "e5", 210, `{"former_winner_uuid":"W","resurrected_uuid":"L"}`)
-	bus.hook = func() {
-		if err := process(second, newer); err != nil {
+	other := r.processor()
+	r.bus.hook = func() {
+		if err := r.processBy(other, newer); err != nil {
 			t.Errorf("the newer unmerge: %v", err)
 		}
 	}
-	older := busEvent(attribution.TopicIdentityUnmerged, "e4", 205, `{"former_winner_uuid":"W","resurrected_uuid":"L"}`)
-	if err := process(first, older); err != nil {
-		t.Errorf("the older unmerge, superseded while it flushed: %v", err)
-	}
-	n, err := store.LoadIdentity(ctx, "L", true)
+	r.must(busEvent(attribution.TopicIdentityUnmerged, "e4", 205, `{"former_winner_uuid":"W","resurrected_uuid":"L"}`))
+	n, err := r.store.LoadIdentity(context.Background(), "L", true)
 	if err != nil {
 		t.Fatal(err)
 	}
