@@ -3,6 +3,7 @@ package attribution
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -105,12 +106,37 @@ type IdentityNode struct {
 	// Parent and ParentStamp wrote with events to publish, as on an
 	// attacker's record.
 	Unflushed []string `json:"unflushed,omitempty"`
+	// Report is why the change that set ParentStamp was reported although
+	// applied (an unmerge of a merge not seen), so that the event's
+	// redelivery reports it again.
+	Report *Report `json:"report,omitempty"`
 	// Rekeys counts attribution.identity.rekeyed events about it.
 	Rekeys int64 `json:"rekeys,omitempty"`
 	// Outbox holds the rekeyed events the bus has not taken yet.
 	Outbox       []Event `json:"outbox,omitempty"`
 	NextPosition int64   `json:"next_position,omitempty"`
 	Published    int64   `json:"-"`
+}
+
+// Report is an invalid-input error kept with the fact it was raised about.
+type Report struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func reportOf(err error) *Report {
+	var e *Error
+	if !errors.As(err, &e) {
+		return nil
+	}
+	return &Report{Field: e.Field, Message: e.Message}
+}
+
+func (r *Report) err() error {
+	if r == nil {
+		return nil
+	}
+	return Invalidf(r.Field, "%s", r.Message)
 }
 
 func (n IdentityNode) clone() IdentityNode {

@@ -359,3 +359,62 @@ func TestChangeCommittedDuringTheFlushWins(t *testing.T) {
 		t.Errorf("L: parent %q, stamp %+v; want no parent, stamped by e5", n.Parent, n.ParentStamp)
 	}
 }
+
+// lostMembershipReply commits every membership change, and reports the
+// first one lost while lose is set, as when the commit's response is
+// dropped.
+type lostMembershipReply struct {
+	*memstore.Store
+	lose bool
+}
+
+func (s *lostMembershipReply) CommitMembership(ctx context.Context, c *attribution.MembershipCommit) error {
+	if err := s.Store.CommitMembership(ctx, c); err != nil {
+		return err
+	}
+	if s.lose {
+		s.lose = false
+		return errors.New("commit membership: connection reset by peer (outcome unknown)")
+	}
+	return nil
+}
+
+// TestRedeliveredUnmergeReportsAgain: an unmerge of a merge not seen is
+// applied and reported; when the commit's response is lost, the redelivery
+// changes nothing and must still report it, while the redelivery of an
+// unmerge that found its merge reports nothing.
+func TestRedeliveredUnmergeReportsAgain(t *testing.T) {
+	r := newOutboxRig(t)
+	store := &lostMembershipReply{Store: r.store}
+	r.proc.Store = store
+	r.must(
+		busEvent(attribution.TopicIdentityFormed, "e1", 200, `{"identity_uuid":"I1","observation_uuids":["a1"]}`),
+		busEvent(attribution.TopicIdentityFormed, "e2", 201, `{"identity_uuid":"I2","observation_uuids":["a2"]}`),
+	)
+	early := busEvent(attribution.TopicIdentityUnmerged, "e3", 203, `{"resurrected_uuid":"I2","former_winner_uuid":"I1"}`)
+	store.lose = true
+	if err := r.process(early); err == nil || attribution.ErrorCode(err) == attribution.EINVALID {
+		t.Fatalf("first delivery, response lost: %v; want a retryable error", err)
+	}
+	for range 2 {
+		err := r.process(early)
+		if attribution.ErrorCode(err) != attribution.EINVALID || attribution.ErrorField(err) != "payload.resurrected_uuid" || !strings.Contains(err.Error(), "no merge of I2 into I1 has been seen") {
+			t.Fatalf("redelivered unmerge of a merge not seen: %v; want its report", err)
+		}
+	}
+	// The merge arrives late: it changes nothing (the unmerge is newer).
+	r.must(busEvent(attribution.TopicIdentityMerged, "e4", 202, `{"winner_uuid":"I1","loser_uuid":"I2"}`))
+	// A newer merge and its unmerge are applied; their redeliveries report
+	// nothing, and the loser no longer keeps the old report.
+	merge := busEvent(attribution.TopicIdentityMerged, "e5", 204, `{"winner_uuid":"I1","loser_uuid":"I2"}`)
+	unmerge := busEvent(attribution.TopicIdentityUnmerged, "e6", 205, `{"resurrected_uuid":"I2","former_winner_uuid":"I1"}`)
+	r.must(merge, merge)
+	store.lose = true
+	if err := r.process(unmerge); err == nil || attribution.ErrorCode(err) == attribution.EINVALID {
+		t.Fatalf("unmerge, response lost: %v; want a retryable error", err)
+	}
+	r.must(unmerge)
+	if n, err := r.store.LoadIdentity(context.Background(), "I2", true); err != nil || n.Report != nil {
+		t.Fatalf("I2 after a valid unmerge keeps report %+v (%v)", n.Report, err)
+	}
+}

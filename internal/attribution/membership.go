@@ -296,6 +296,7 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 	// change left pending is published first, since this one overwrites
 	// the list that finds it.
 	var unflushed *[]string
+	var changed *IdentityRecord // the loser of a merge or an unmerge this event changes
 	// changedLoser returns the loser's record if this event changes it,
 	// else nil.
 	changedLoser := func() (*IdentityRecord, error) {
@@ -307,6 +308,9 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 			}
 			ch.flush = append([]string{ev.Winner, ev.Loser}, loser.Unflushed...)
 			if !newer(loser.ParentStamp) {
+				if loser.ParentStamp == ev.Stamp {
+					ch.report = loser.Report.err() // this event, delivered again
+				}
 				return nil, nil
 			}
 			if flushed || len(loser.Unflushed) == 0 {
@@ -322,6 +326,7 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		loser.ParentStamp = ev.Stamp
 		ch.dirty[ev.Loser] = true
 		unflushed = &loser.Unflushed
+		changed = loser
 		return loser, nil
 	}
 	switch ev.Topic {
@@ -415,6 +420,9 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 		}
 		loser.Parent = ""
 		loser.Membership++
+	}
+	if changed != nil {
+		changed.Report = reportOf(ch.report)
 	}
 	if err := p.settleMembership(ctx, ch); err != nil {
 		return nil, err

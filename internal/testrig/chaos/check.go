@@ -70,8 +70,9 @@ type Verdicts struct {
 	// IdentityReports counts identity events found in the dead-letter
 	// queue with the reason the replay gives for them (an unmerge that
 	// arrived before its merge: applied all the same); ReportsWant the
-	// replay's. A report can be missing (a redelivery of an event already
-	// applied changes nothing and reports nothing): not a violation.
+	// replay's. The loser's record keeps the report for the event's
+	// redelivery, but a later change of the loser replaces it, so a report
+	// can still be missing: not a violation.
 	IdentityReports, ReportsWant int
 	Problems                     []string
 }
