@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -413,6 +414,7 @@ func testMembershipCommit(t *testing.T, s Backend) {
 	moved := *first
 	moved.IdentityUUID, moved.Stamp, moved.Unflushed = "id-m", stamp, []string{stub, "id-m"} // sorted: a stub is hex
 	ident.Members, ident.Membered, ident.Membership = []string{"att-m"}, true, 1
+	ident.Report = &attribution.Report{Field: "payload.resurrected_uuid", Message: "kept with the stamp it was raised about"}
 	rec.Membership = 1
 	other := attribution.NewSeriesRecord(attribution.SeriesKey{IdentityUUID: "id-m", Primitive: "cognitive.command_planning"}, attribution.Categorical, th)
 	other.Membership = 1
@@ -436,7 +438,7 @@ func testMembershipCommit(t *testing.T, s Backend) {
 		t.Fatalf("series of the identity: %+v, %v", all, err)
 	}
 	storedIdent, err := s.LoadIdentity(ctx, "id-m", true)
-	if err != nil || storedIdent.Version != ident.Version+1 || !storedIdent.HasMember("id-m", "att-m") || storedIdent.Membership != 1 {
+	if err != nil || storedIdent.Version != ident.Version+1 || !storedIdent.HasMember("id-m", "att-m") || storedIdent.Membership != 1 || !reflect.DeepEqual(storedIdent.Report, ident.Report) {
 		t.Fatalf("identity record after the change: %+v, %v", storedIdent, err)
 	}
 	// A change planned on what was read before conflicts, whichever item is
