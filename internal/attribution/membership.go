@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -144,13 +145,24 @@ func (p *Processor) applyIdentityEvent(ctx context.Context, ev *IdentityEvent) e
 
 // changeMembership plans, commits and publishes one membership change,
 // planning again after a version conflict (a concurrent writer won).
-func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, attacker string) error {
+func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, attacker string) (err error) {
+	// sealed holds the identities an attempt sealed: a later attempt may
+	// no longer affect them, and its commit clears those seals too; a
+	// change that ends without committing releases them.
+	sealed := make(map[string]bool)
+	committed := false
+	defer func() {
+		if !committed && len(sealed) > 0 {
+			p.releaseSeals(ctx, ev.Stamp, sealed)
+		}
+	}()
 	for conflicts := 0; ; {
 		ch, err := p.planMembership(ctx, ev, attacker)
 		if err != nil {
 			return err
 		}
-		if ch.commit.Items() == 0 {
+		ch.sealed = sealed
+		if !ch.changes() {
 			// Nothing to change: this event is a redelivery or was
 			// superseded. Its first delivery may have died before
 			// publishing; publish what is pending where it applied.
@@ -159,10 +171,8 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 			}
 			return ch.report
 		}
-		if n := ch.commit.Items(); n > MaxCommitItems {
-			return fmt.Errorf("%s: the change writes %d items, more than the %d of one transaction", ev.Topic, n, MaxCommitItems)
-		}
-		err = p.Store.CommitMembership(ctx, ch.commit)
+		err = p.commitMembership(ctx, ch)
+		committed = err == nil
 		if errors.Is(err, ErrVersionConflict) {
 			conflicts++
 			p.count(MetricVersionConflicts, 1)
@@ -172,14 +182,9 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 			p.sleep(ctx, conflictDelay(conflicts))
 			continue
 		}
-		for _, r := range ch.commit.Identities {
-			p.cache.forgetIdentity(r.IdentityUUID)
-		}
-		p.cache.forgetAttackers(ch.moved)
 		if err != nil {
-			return fmt.Errorf("%s: commit membership change: %w", ev.Topic, err)
+			return err
 		}
-		p.cache.putMembership(ch.commit)
 		if ch.recomputed {
 			p.count(MetricMembership, 1)
 		}
@@ -193,6 +198,116 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 	}
 }
 
+// commitMembership seals the identities the change affects, reads and
+// settles their records, and commits it all in one transaction.
+func (p *Processor) commitMembership(ctx context.Context, ch *membershipChange) error {
+	if err := p.seal(ctx, ch); err != nil {
+		return err
+	}
+	if err := p.settleMembership(ctx, ch); err != nil {
+		return err
+	}
+	if ch.unflushed != nil {
+		*ch.unflushed = ch.commit.owing()
+	}
+	if n := ch.commit.Items(); n > MaxCommitItems {
+		return fmt.Errorf("%s: the change writes %d items, more than the %d of one transaction", ch.ev.Topic, n, MaxCommitItems)
+	}
+	err := p.Store.CommitMembership(ctx, ch.commit)
+	for _, r := range ch.commit.Identities {
+		p.cache.forgetIdentity(r.IdentityUUID)
+	}
+	p.cache.forgetAttackers(ch.moved)
+	if errors.Is(err, ErrVersionConflict) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%s: commit membership change: %w", ch.ev.Topic, err)
+	}
+	p.cache.putMembership(ch.commit)
+	return nil
+}
+
+// seal marks, before the change reads their records, every identity it
+// affects with the change's stamp. A series created by a single write
+// after the seal fails its check (and is routed again); one created
+// before it is among the records read. The commit clears the seals. A
+// live seal of another change makes this one wait; an expired one is
+// taken over.
+func (p *Processor) seal(ctx context.Context, ch *membershipChange) error {
+	now := p.now()
+	var seals []*IdentityRecord
+	affected := ch.affected()
+	for id := range ch.sealed {
+		if slices.Contains(affected, id) {
+			continue
+		}
+		// Sealed by an earlier attempt, no longer affected: the commit
+		// writes it unchanged but for the seal.
+		n, err := p.node(ctx, ch, id)
+		if err != nil {
+			return err
+		}
+		if n.Seal == ch.ev.Stamp {
+			n.Seal, n.SealedAt = Stamp{}, 0
+			ch.dirty[id] = true
+		}
+	}
+	for _, id := range affected {
+		stored, n := ch.stored[id], ch.nodes[id]
+		n.Seal, n.SealedAt = Stamp{}, 0 // the commit clears it
+		if stored.Seal == ch.ev.Stamp {
+			continue // an earlier attempt of this change sealed it
+		}
+		// Another change's seal is taken over: its commit then fails on
+		// the record's version, and it plans again.
+		s := stored.Clone()
+		s.Seal, s.SealedAt = ch.ev.Stamp, float64(now.UnixNano())/1e9
+		seals = append(seals, s)
+	}
+	if len(seals) == 0 {
+		return nil
+	}
+	if err := p.Store.CommitMembership(ctx, &MembershipCommit{Identities: seals}); err != nil {
+		for _, s := range seals {
+			p.cache.forgetIdentity(s.IdentityUUID)
+		}
+		if errors.Is(err, ErrVersionConflict) {
+			return err
+		}
+		return fmt.Errorf("%s: seal identities: %w", ch.ev.Topic, err)
+	}
+	for _, s := range seals {
+		p.cache.forgetIdentity(s.IdentityUUID)
+		ch.nodes[s.IdentityUUID].Version = s.Version + 1
+		ch.sealed[s.IdentityUUID] = true
+	}
+	return nil
+}
+
+// releaseSeals clears, where it still stands, the seal a change that ends
+// without committing set. It is a courtesy: a seal left behind expires.
+func (p *Processor) releaseSeals(ctx context.Context, stamp Stamp, ids map[string]bool) {
+	var release []*IdentityRecord
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		n, err := p.Store.LoadIdentity(ctx, id, true)
+		if err != nil || n.Seal != stamp {
+			continue
+		}
+		n.IdentityUUID, n.Seal, n.SealedAt = id, Stamp{}, 0
+		release = append(release, n)
+	}
+	if len(release) == 0 {
+		return
+	}
+	if err := p.Store.CommitMembership(ctx, &MembershipCommit{Identities: release}); err != nil {
+		p.Logger.LogAttrs(ctx, slog.LevelWarn, "seals not released; they expire", slog.String("seal", stamp.ID), slog.Any("error", err))
+	}
+	for _, r := range release {
+		p.cache.forgetIdentity(r.IdentityUUID)
+	}
+}
+
 // membershipChange is one planned change.
 type membershipChange struct {
 	ev       *IdentityEvent
@@ -201,17 +316,42 @@ type membershipChange struct {
 	// report is an invalid-input error about an event that was applied all
 	// the same (an unmerge of a merge not seen: its stamp is kept so that
 	// the merge, arriving late, changes nothing).
-	report     error
-	moved      []string // attackers whose canonical identity may change
-	flush      []string // identities whose pending events a no-op publishes
+	report error
+	sealed map[string]bool // identities this change sealed
+	moved  []string        // attackers whose canonical identity may change
+	flush  []string        // identities whose pending events a no-op publishes
+	// unflushed is the principal's list of the identities the change
+	// leaves events to publish in (see planMembership).
+	unflushed  *[]string
 	recomputed bool
 	// transitions, suspicions and rekeyed identities are counted once the
 	// change is committed: a conflict plans it again.
 	transitions, suspicions, rekeyed int
 
 	nodes  map[string]*IdentityRecord
+	stored map[string]*IdentityRecord // each node as read
 	before map[string]nodeBefore
 	dirty  map[string]bool // nodes to write
+}
+
+// changes reports whether the planned change writes anything.
+func (ch *membershipChange) changes() bool {
+	return len(ch.dirty) > 0 || len(ch.commit.Attackers) > 0
+}
+
+// affected returns the identities canonical before or after the change
+// whose membership it changes: their records are read, and rewritten
+// under the new membership version.
+func (ch *membershipChange) affected() []string {
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(ch.dirty)) {
+		n, before := ch.nodes[id], ch.before[id]
+		if n.Membership == before.membership || !before.canonical && n.Parent != "" {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 // nodeBefore is what a node was before the change.
@@ -237,6 +377,7 @@ func (p *Processor) node(ctx context.Context, ch *membershipChange, id string) (
 	}
 	n.IdentityUUID = id
 	ch.nodes[id] = n
+	ch.stored[id] = n.Clone()
 	ch.before[id] = nodeBefore{canonical: n.Parent == "", members: slices.Clone(n.EffectiveMembers(id, ch.attacker)), membership: n.Membership}
 	return n, nil
 }
@@ -287,7 +428,7 @@ func (p *Processor) regroup(ctx context.Context, ch *membershipChange, id string
 func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attacker string) (*membershipChange, error) {
 	ch := &membershipChange{
 		ev: ev, attacker: attacker, commit: &MembershipCommit{},
-		nodes: make(map[string]*IdentityRecord), before: make(map[string]nodeBefore), dirty: make(map[string]bool),
+		nodes: make(map[string]*IdentityRecord), stored: make(map[string]*IdentityRecord), before: make(map[string]nodeBefore), dirty: make(map[string]bool),
 	}
 	newer := func(fact Stamp) bool { return fact.IsZero() || ev.Stamp.Compare(fact) > 0 }
 	// unflushed is the principal's list of the identities the change
@@ -424,12 +565,7 @@ func (p *Processor) planMembership(ctx context.Context, ev *IdentityEvent, attac
 	if changed != nil {
 		changed.Report = reportOf(ch.report)
 	}
-	if err := p.settleMembership(ctx, ch); err != nil {
-		return nil, err
-	}
-	if unflushed != nil {
-		*unflushed = ch.commit.owing()
-	}
+	ch.unflushed = unflushed
 	return ch, nil
 }
 
@@ -498,22 +634,23 @@ func chainText(chain []*IdentityRecord) string {
 // outbox: W's series moves from W's prior state.
 func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) error {
 	ids := slices.Sorted(maps.Keys(ch.dirty))
-	// Identities canonical before or after whose membership changed: their
-	// records are rewritten under the new membership version.
-	var affected []string
-	for _, id := range ids {
-		n, before := ch.nodes[id], ch.before[id]
-		if n.Membership == before.membership || !before.canonical && n.Parent != "" {
-			continue
-		}
-		affected = append(affected, id)
-	}
+	affected := ch.affected()
 	records := make(map[string]map[string]*SeriesRecord, len(affected))
 	primitives := make(map[string]bool)
+	orphans := make(map[string]map[string]*SeriesRecord)
 	for _, id := range affected {
 		recs, err := p.Store.LoadIdentitySeries(ctx, id)
 		if err != nil {
 			return fmt.Errorf("load series of identity %s: %w", id, err)
+		}
+		// An orphan holds nothing acknowledged: it is left out, and
+		// written over if the identity's series needs its key.
+		orphans[id] = make(map[string]*SeriesRecord)
+		for prim, rec := range recs {
+			if rec.Orphaned(ch.before[id].membership) {
+				orphans[id][prim] = rec
+				delete(recs, prim)
+			}
 		}
 		records[id] = recs
 		for prim := range recs {
@@ -535,7 +672,7 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 		if !live {
 			for _, prim := range slices.Sorted(maps.Keys(recs)) {
 				rec := recs[prim]
-				rec.Membership = n.Membership
+				rec.Membership, rec.Young = n.Membership, false
 				ch.commit.Series = append(ch.commit.Series, rec)
 			}
 			if wasLive && len(recs) > 0 {
@@ -565,9 +702,13 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 			}
 			key := SeriesKey{IdentityUUID: id, Primitive: prim}
 			kind := p.Registry.Kind(prim)
-			if rec == nil {
-				rec = NewSeriesRecord(key, kind, p.Thresholds)
+			switch orphan := orphans[id][prim]; {
+			case rec == nil && orphan != nil:
+				rec = orphan.Replacement(kind, p.Thresholds)
 				rec.Complete = false // its observations are items
+			case rec == nil:
+				rec = NewSeriesRecord(key, kind, p.Thresholds)
+				rec.Complete = false
 			}
 			rec.Key = key
 			if len(rec.Pending()) >= MaxPendingEvents {
@@ -586,7 +727,7 @@ func (p *Processor) settleMembership(ctx context.Context, ch *membershipChange) 
 			if change != nil {
 				ch.transitions++
 			}
-			rec.Membership = n.Membership
+			rec.Membership, rec.Young = n.Membership, false
 			ch.commit.Series = append(ch.commit.Series, rec)
 			changed = append(changed, rec)
 		}
@@ -690,6 +831,9 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 					return fmt.Errorf("load series of identity %s: %w", id, err)
 				}
 				for _, prim := range slices.Sorted(maps.Keys(recs)) {
+					if recs[prim].Orphaned(n.Membership) {
+						continue // its events were never valid
+					}
 					for _, e := range recs[prim].Pending() {
 						events = append(events, e)
 						owner[e.ID] = SeriesKey{IdentityUUID: id, Primitive: prim}

@@ -17,6 +17,10 @@ type planInput struct {
 	items    []*item
 	records  map[string]*SeriesRecord // by primitive
 	ident    *IdentityRecord
+	// breakSeal is set when the identity record holds the seal of a change
+	// that outlived SealLifetime: every commit writes the record, without
+	// it, in a transaction.
+	breakSeal bool
 	// whole holds, by primitive, every point of a series recomputed from
 	// scratch (an amendment, a record built under other settings), by
 	// pointKey.
@@ -49,6 +53,9 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 		return nil, err
 	}
 	in := &planInput{identity: u.identity, items: todo, records: records, whole: make(map[string]map[string]Point)}
+	if err := u.checkYoung(ctx, in); err != nil {
+		return nil, err
+	}
 	var lookup []ObservationRef
 	for _, it := range todo {
 		rec := records[it.key.Primitive]
@@ -73,11 +80,13 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 	// multi_actor set, and reading it then would cost a round trip.
 	var identErr error
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		in.ident, identErr = p.loadIdentity(ctx, u.identity, u.consistent)
-	}()
+	if in.ident == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.ident, identErr = p.loadIdentity(ctx, u.identity, u.consistent)
+		}()
+	}
 	var found map[ObservationRef]StoredObservation
 	if len(lookup) > 0 {
 		found, err = p.Store.LookupObservations(ctx, lookup)
@@ -122,6 +131,44 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 	return in, nil
 }
 
+// checkYoung reads the identity record consistently when a record is
+// young, and settles each young record by it: one under an older
+// membership is an orphan, replaced by an empty record (what it holds was
+// never acknowledged and is delivered again); one under the current
+// membership, with no seal, is visible to every later membership change,
+// and the next commit clears its mark.
+func (u *unitRun) checkYoung(ctx context.Context, in *planInput) error {
+	if !slices.ContainsFunc(slices.Collect(maps.Values(in.records)), func(r *SeriesRecord) bool { return r.Young }) {
+		return nil
+	}
+	p := u.p
+	ident, err := p.Store.LoadIdentity(ctx, u.identity, true)
+	if err != nil {
+		return fmt.Errorf("load identity %s: %w", u.identity, err)
+	}
+	ident.IdentityUUID = u.identity
+	p.cache.putIdentity(ident)
+	ident = ident.Clone()
+	if ident.Sealed(p.now()) {
+		return &Error{Code: ECONFLICT, Message: fmt.Sprintf("identity %s is being changed by identity event %s; retry", u.identity, ident.Seal.ID)}
+	}
+	if !ident.Seal.IsZero() {
+		ident.Seal, ident.SealedAt, in.breakSeal = Stamp{}, 0, true
+	}
+	for prim, rec := range in.records {
+		switch {
+		case rec.Orphaned(ident.Membership):
+			p.cache.forget(&Commit{Series: []*SeriesRecord{rec}})
+			in.records[prim] = rec.Replacement(p.Registry.Kind(prim), p.Thresholds)
+		case rec.Young:
+			rec.Young = false
+			u.check(rec.Key)
+		}
+	}
+	in.ident = ident
+	return nil
+}
+
 // pointKey names a point of an identity's series uniquely: the natural key
 // within the attacker's stored series.
 func pointKey(store SeriesKey, ref string) string { return store.String() + "\x00" + ref }
@@ -134,6 +181,7 @@ type seriesPlan struct {
 	bytes    int
 	events   []Event
 	identity bool // the commit must write the identity record
+	creates  bool // the record is new (or replaces an orphan)
 }
 
 // plan applies the waiting items, in batch order, to their records, with no
@@ -146,7 +194,10 @@ type seriesPlan struct {
 // under another version means the resolution is stale (errStaleResolution),
 // and a stale record fails its version condition at commit. A record it
 // creates has no version to compare: its commit writes the identity record,
-// whose membership is checked here and whose version is checked at commit.
+// whose membership is checked here. It is created by a single write,
+// young, and checked again after it (see unitRun.verify); a transaction
+// with the identity record creates it when the identity record changes
+// anyway, or in the transactional design.
 func (p *Processor) plan(in *planInput) (*plan, error) {
 	series := make(map[string]*seriesPlan)
 	var order []string
@@ -158,10 +209,11 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		}
 		prim := it.key.Primitive
 		rec := in.records[prim]
-		if rec.Version > 0 && rec.Membership != it.res.membership {
+		creates := rec.Version == 0 || rec.fresh
+		if !creates && rec.Membership != it.res.membership {
 			return nil, errStaleResolution
 		}
-		if rec.Version == 0 && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
+		if creates && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
 			return nil, errStaleResolution
 		}
 		if it.stored != nil && it.stored.Observation.Fingerprint() == it.obs.Fingerprint() {
@@ -178,7 +230,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		}
 		sp := series[prim]
 		if sp == nil {
-			sp = &seriesPlan{rec: rec, identity: rec.Version == 0}
+			sp = &seriesPlan{rec: rec, creates: creates, identity: in.breakSeal || creates && p.Design == Transactional}
 			series[prim] = sp
 			order = append(order, prim)
 			rec.Membership = it.res.membership
@@ -206,6 +258,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		if p.Design == Transactional {
 			sp.rec.Complete = false // its observations are items, not inline
 		}
+		sp.rec.Young = sp.creates && !sp.identity
 		if sp.identity {
 			joint.Series = append(joint.Series, sp.rec)
 			joint.Observations = append(joint.Observations, sp.writes...)

@@ -76,6 +76,8 @@ type Processor struct {
 	Concurrency int
 	// Sleep waits between conflict retries (injectable for tests).
 	Sleep func(context.Context, time.Duration)
+	// Now tells the time seals are set and expire by (nil: the clock).
+	Now func() time.Time
 	// CacheBytes bounds the warm cache by the encoded size of what it
 	// holds (0: DefaultCacheBytes); size it against the function's memory.
 	CacheBytes int64
@@ -217,6 +219,19 @@ type unitRun struct {
 	conflicts  int  // version conflicts in a row
 	conditions int  // failed observation conditions (transactional design)
 	committed  map[SeriesKey]bool
+	// young holds the records this unit created by a single write: they
+	// wait for verify.
+	young map[SeriesKey]*creation
+	// checked holds the young records this unit found visible to every
+	// later membership change: only those may publish or spill.
+	checked map[SeriesKey]bool
+}
+
+// creation is a record created by a single write: the membership it was
+// computed under and the items it applied.
+type creation struct {
+	membership int64
+	items      []*item
 }
 
 func (u *unitRun) run(ctx context.Context) {
@@ -296,6 +311,12 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 			}
 			for _, r := range c.Series {
 				u.committed[r.Key] = true
+				if r.Young {
+					if u.young == nil {
+						u.young = make(map[SeriesKey]*creation)
+					}
+					u.young[r.Key] = &creation{membership: r.Membership, items: owners}
+				}
 			}
 			for _, it := range owners {
 				it.state = applied
@@ -362,7 +383,8 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 // even if a later one failed: they go out too.
 func (u *unitRun) finish(ctx context.Context) {
 	var keys []SeriesKey
-	seen := make(map[SeriesKey]bool)
+	// Records that failed verification are neither spilled nor published.
+	seen := u.verify(ctx)
 	var legacy []Event // events stored on the items of redelivered observations
 	owners := make(map[string]SeriesKey)
 	for _, it := range u.items {
@@ -390,6 +412,11 @@ func (u *unitRun) finish(ctx context.Context) {
 		u.failSeries(nil, err)
 		return
 	}
+	for k, r := range records {
+		if r.Young && !u.checked[k] {
+			delete(records, k) // not known to be visible: it waits for a check
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -398,7 +425,11 @@ func (u *unitRun) finish(ctx context.Context) {
 	}()
 	var events []Event
 	for _, k := range keys {
-		for _, e := range records[k].Pending() {
+		r := records[k]
+		if r == nil {
+			continue
+		}
+		for _, e := range r.Pending() {
 			if _, dup := owners[e.ID]; !dup {
 				events = append(events, e)
 				owners[e.ID] = k
@@ -412,6 +443,59 @@ func (u *unitRun) finish(ctx context.Context) {
 		u.failSeries(d.Blocked, fmt.Errorf("publish events: %w", err))
 	}
 	wg.Wait()
+}
+
+// verify reads the identity record consistently after the unit created
+// records by single writes. Unsealed, canonical and under the membership
+// they were computed under, it shows that no membership change has read
+// the identity's records since before they were written, so every later
+// one sees them. Otherwise a change may have missed them: their items
+// are not written, their events not published, and their observations
+// are routed again (a record missed is an orphan, replaced by the next
+// writer). It returns the keys of the records that failed.
+func (u *unitRun) verify(ctx context.Context) map[SeriesKey]bool {
+	failed := make(map[SeriesKey]bool)
+	if len(u.young) == 0 {
+		return failed
+	}
+	ident, err := u.p.Store.LoadIdentity(ctx, u.identity, true)
+	if err == nil {
+		ident.IdentityUUID = u.identity
+		u.p.cache.putIdentity(ident)
+	}
+	for key, c := range u.young {
+		ok := err == nil && ident.Seal.IsZero() && ident.Parent == "" && ident.Membership == c.membership
+		for _, it := range c.items {
+			ok = ok && ident.HasMember(u.identity, it.obs.AttackerUUID)
+		}
+		if ok {
+			u.check(key)
+			continue
+		}
+		failed[key] = true
+		delete(u.committed, key)
+		u.p.cache.forget(&Commit{Series: []*SeriesRecord{{Key: key}}})
+		u.p.count(MetricVersionConflicts, 1)
+		if err != nil {
+			settle(c.items, fmt.Errorf("series %s was created, but identity %s could not be read to check it: %w", key, u.identity, err))
+			continue
+		}
+		for _, it := range c.items {
+			it.state = rerouted
+			u.p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
+		}
+	}
+	if len(failed) > 0 {
+		u.p.cache.forgetIdentity(u.identity)
+	}
+	return failed
+}
+
+func (u *unitRun) check(key SeriesKey) {
+	if u.checked == nil {
+		u.checked = make(map[SeriesKey]bool)
+	}
+	u.checked[key] = true
 }
 
 // acknowledge records how far the bus took each series' outbox. A series
@@ -515,6 +599,13 @@ func (p *Processor) sleep(ctx context.Context, d time.Duration) {
 		return
 	}
 	_ = backoff.Sleep(ctx, d) // a done context ends the unit at its next step
+}
+
+func (p *Processor) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 // countCaused counts the events committed observations caused; counted

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // SeriesKey names one (identity, primitive) series.
@@ -43,6 +44,32 @@ type SeriesRecord struct {
 	// Complete is set while Inline holds every observation of the series,
 	// so that a delivery it does not hold is new without a read.
 	Complete bool `json:"complete,omitempty"`
+	// Young marks a record created by a single write and not yet known to
+	// be visible to every later membership change (see the README's
+	// "Creating a series"): it is checked against the identity record,
+	// consistently, before anyone relies on it.
+	Young bool `json:"young,omitempty"`
+
+	// fresh marks, in a working copy only, a record with nothing stored
+	// worth keeping: never written, or an orphan it replaces.
+	fresh bool
+}
+
+// Orphaned reports whether the record is young under an older membership
+// than the identity's: a membership change committed without seeing it,
+// so its creator's check failed, and what it holds was never acknowledged
+// and is delivered again.
+func (r *SeriesRecord) Orphaned(membership int64) bool {
+	return r.Young && r.Version > 0 && r.Membership < membership
+}
+
+// Replacement returns a new record in place of an orphan: empty, written
+// over the stored one.
+func (r *SeriesRecord) Replacement(kind Kind, t Thresholds) *SeriesRecord {
+	n := NewSeriesRecord(r.Key, kind, t)
+	// Numbered from the start: the orphan's events never reached the bus.
+	n.Version, n.fresh = r.Version, true
+	return n
 }
 
 // InlineObservation is an observation held by its record.
@@ -279,12 +306,27 @@ func (r *SeriesRecord) enqueue(e Event) {
 type IdentityRecord struct {
 	IdentityUUID string   `json:"-"`
 	Version      int64    `json:"-"`
+	// Seal is the stamp of the membership change under way: set before it
+	// reads the identity's records, cleared by its commit. A series
+	// created by a single write while it is set fails its check.
+	Seal     Stamp   `json:"seal,omitzero"`
+	SealedAt float64 `json:"sealed_at,omitempty"` // unix seconds
 	Flagged      []string `json:"flagged,omitempty"`
 	// Fired is the flagged set when the suspicion was last raised; nil means
 	// armed (the set fell below the minimum since).
 	Fired      []string `json:"fired,omitempty"`
 	Suspicions int64    `json:"suspicions"`
 	IdentityNode
+}
+
+// SealLifetime is how long a seal holds: past it, the change that set it
+// is taken as dead, and the next writer clears it in a transaction (which
+// makes that change's commit fail, if it was only slow).
+const SealLifetime = 2 * time.Minute
+
+// Sealed reports whether a membership change holds the identity at now.
+func (r *IdentityRecord) Sealed(now time.Time) bool {
+	return !r.Seal.IsZero() && float64(now.UnixNano())/1e9 < r.SealedAt+SealLifetime.Seconds()
 }
 
 // Clone returns a deep copy.

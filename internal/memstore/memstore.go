@@ -286,12 +286,16 @@ func (s *Store) IdentityRecords() map[string]*attribution.IdentityRecord {
 	return out
 }
 
-// Records returns every series record, sorted by identity and primitive.
+// Records returns every series record but orphans (which hold nothing
+// acknowledged), sorted by identity and primitive.
 func (s *Store) Records() []*attribution.SeriesRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]*attribution.SeriesRecord, 0, len(s.records))
 	for k, r := range s.records {
+		if ident := s.identities[k.IdentityUUID]; ident != nil && r.Orphaned(ident.Membership) {
+			continue
+		}
 		c := r.Clone()
 		c.Published = s.published[k]
 		out = append(out, c)
