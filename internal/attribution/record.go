@@ -304,14 +304,14 @@ func (r *SeriesRecord) enqueue(e Event) {
 // which set last raised the suspicion. Persisting it makes the dedupe
 // survive restarts.
 type IdentityRecord struct {
-	IdentityUUID string   `json:"-"`
-	Version      int64    `json:"-"`
+	IdentityUUID string `json:"-"`
+	Version      int64  `json:"-"`
 	// Seal is the stamp of the membership change under way: set before it
 	// reads the identity's records, cleared by its commit. A series
 	// created by a single write while it is set fails its check.
-	Seal     Stamp   `json:"seal,omitzero"`
-	SealedAt float64 `json:"sealed_at,omitempty"` // unix seconds
-	Flagged      []string `json:"flagged,omitempty"`
+	Seal     Stamp    `json:"seal,omitzero"`
+	SealedAt float64  `json:"sealed_at,omitempty"` // unix seconds
+	Flagged  []string `json:"flagged,omitempty"`
 	// Fired is the flagged set when the suspicion was last raised; nil means
 	// armed (the set fell below the minimum since).
 	Fired      []string `json:"fired,omitempty"`
