@@ -103,6 +103,14 @@ func (c *cache) forgetAttackers(attackers []string) {
 	}
 }
 
+// forgetIdentityRecord drops an identity record alone.
+func (c *cache) forgetIdentityRecord(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.identities, id)
+	c.drop(identityKey(id))
+}
+
 // forgetIdentity drops an identity record and every series record of the
 // identity.
 func (c *cache) forgetIdentity(id string) {

@@ -173,7 +173,7 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		}
 		err = p.commitMembership(ctx, ch)
 		committed = err == nil
-		if errors.Is(err, ErrVersionConflict) {
+		if errors.Is(err, ErrVersionConflict) || errors.As(err, new(*sealedError)) {
 			conflicts++
 			p.count(MetricVersionConflicts, 1)
 			if conflicts > p.maxConflicts() {
@@ -259,8 +259,13 @@ func (p *Processor) seal(ctx context.Context, ch *membershipChange) error {
 		if stored.Seal == ch.ev.Stamp {
 			continue // an earlier attempt of this change sealed it
 		}
-		// Another change's seal is taken over: its commit then fails on
-		// the record's version, and it plans again.
+		if stored.Sealed(now) {
+			// Another change is under way: let go of what this one holds
+			// and wait, so that two changes never wait on each other.
+			p.releaseSeals(ctx, ch.ev.Stamp, ch.sealed)
+			clear(ch.sealed)
+			return &sealedError{identity: id, change: stored.Seal.ID}
+		}
 		s := stored.Clone()
 		s.Seal, s.SealedAt = ch.ev.Stamp, float64(now.UnixNano())/1e9
 		seals = append(seals, s)
@@ -288,23 +293,25 @@ func (p *Processor) seal(ctx context.Context, ch *membershipChange) error {
 // releaseSeals clears, where it still stands, the seal a change that ends
 // without committing set. It is a courtesy: a seal left behind expires.
 func (p *Processor) releaseSeals(ctx context.Context, stamp Stamp, ids map[string]bool) {
-	var release []*IdentityRecord
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		n, err := p.Store.LoadIdentity(ctx, id, true)
-		if err != nil || n.Seal != stamp {
-			continue
+		for attempt := 0; ; attempt++ {
+			n, err := p.Store.LoadIdentity(ctx, id, true)
+			if err == nil && n.Seal != stamp {
+				break
+			}
+			if err == nil {
+				n.IdentityUUID, n.Seal, n.SealedAt = id, Stamp{}, 0
+				err = p.Store.CommitMembership(ctx, &MembershipCommit{Identities: []*IdentityRecord{n}})
+			}
+			p.cache.forgetIdentityRecord(id)
+			if err == nil {
+				break
+			}
+			if attempt == 2 || !errors.Is(err, ErrVersionConflict) {
+				p.Logger.LogAttrs(ctx, slog.LevelWarn, "seal not released; it expires", slog.String("identity", id), slog.String("seal", stamp.ID), slog.Any("error", err))
+				break
+			}
 		}
-		n.IdentityUUID, n.Seal, n.SealedAt = id, Stamp{}, 0
-		release = append(release, n)
-	}
-	if len(release) == 0 {
-		return
-	}
-	if err := p.Store.CommitMembership(ctx, &MembershipCommit{Identities: release}); err != nil {
-		p.Logger.LogAttrs(ctx, slog.LevelWarn, "seals not released; they expire", slog.String("seal", stamp.ID), slog.Any("error", err))
-	}
-	for _, r := range release {
-		p.cache.forgetIdentity(r.IdentityUUID)
 	}
 }
 
@@ -830,9 +837,16 @@ func (p *Processor) flushIdentities(ctx context.Context, ids []string) error {
 				if err != nil {
 					return fmt.Errorf("load series of identity %s: %w", id, err)
 				}
+				vouch := n
+				if slices.ContainsFunc(slices.Collect(maps.Values(recs)), func(r *SeriesRecord) bool { return r.Young }) {
+					// Read after the records: see IdentityRecord.Vouches.
+					if vouch, err = p.Store.LoadIdentity(ctx, id, true); err != nil {
+						return fmt.Errorf("load identity %s: %w", id, err)
+					}
+				}
 				for _, prim := range slices.Sorted(maps.Keys(recs)) {
-					if recs[prim].Orphaned(n.Membership) {
-						continue // its events were never valid
+					if !vouch.Vouches(recs[prim]) {
+						continue
 					}
 					for _, e := range recs[prim].Pending() {
 						events = append(events, e)

@@ -17,10 +17,11 @@ type planInput struct {
 	items    []*item
 	records  map[string]*SeriesRecord // by primitive
 	ident    *IdentityRecord
-	// breakSeal is set when the identity record holds the seal of a change
-	// that outlived SealLifetime: every commit writes the record, without
-	// it, in a transaction.
-	breakSeal bool
+	// joint is set when the identity record holds a seal: every commit
+	// writes the record in a transaction, which fences it against the
+	// change as a creation's check would (an expired seal, of a change
+	// that died, is cleared by it).
+	joint bool
 	// whole holds, by primitive, every point of a series recomputed from
 	// scratch (an amendment, a record built under other settings), by
 	// pointKey.
@@ -32,6 +33,14 @@ type plan struct {
 	commits []*Commit
 	owners  [][]*item // owners[i]: the items commits[i] applies, in order
 	caused  [][]Event // caused[i]: the events commits[i] adds
+}
+
+// sealedError reports that a membership change holds the unit's identity:
+// the unit waits, as after a version conflict.
+type sealedError struct{ identity, change string }
+
+func (e *sealedError) Error() string {
+	return fmt.Sprintf("identity %s is being changed by identity event %s; retry", e.identity, e.change)
 }
 
 // errStaleResolution reports that a unit's records were computed under
@@ -98,6 +107,13 @@ func (u *unitRun) prepare(ctx context.Context, todo []*item) (*planInput, error)
 	if err = errors.Join(err, identErr); err != nil {
 		return nil, err
 	}
+	if !in.ident.Seal.IsZero() {
+		in.joint = true
+		if !in.ident.Sealed(p.now()) {
+			in.ident.Seal, in.ident.SealedAt = Stamp{}, 0
+		}
+	}
+
 	for _, it := range todo {
 		if !it.known {
 			if s, ok := found[it.ref]; ok {
@@ -147,13 +163,10 @@ func (u *unitRun) checkYoung(ctx context.Context, in *planInput) error {
 		return fmt.Errorf("load identity %s: %w", u.identity, err)
 	}
 	ident.IdentityUUID = u.identity
-	p.cache.putIdentity(ident)
-	ident = ident.Clone()
-	if ident.Sealed(p.now()) {
-		return &Error{Code: ECONFLICT, Message: fmt.Sprintf("identity %s is being changed by identity event %s; retry", u.identity, ident.Seal.ID)}
-	}
-	if !ident.Seal.IsZero() {
-		ident.Seal, ident.SealedAt, in.breakSeal = Stamp{}, 0, true
+	sealed := !ident.Seal.IsZero()
+	if !sealed {
+		p.cache.putIdentity(ident)
+		ident = ident.Clone()
 	}
 	for prim, rec := range in.records {
 		switch {
@@ -161,8 +174,14 @@ func (u *unitRun) checkYoung(ctx context.Context, in *planInput) error {
 			p.cache.forget(&Commit{Series: []*SeriesRecord{rec}})
 			in.records[prim] = rec.Replacement(p.Registry.Kind(prim), p.Thresholds)
 		case rec.Young:
+			// Its next commit clears the mark: on its own when the record
+			// is visible, else in a transaction with the identity record.
 			rec.Young = false
-			u.check(rec.Key)
+			if sealed {
+				rec.unvouched = true
+			} else {
+				u.check(rec.Key)
+			}
 		}
 	}
 	in.ident = ident
@@ -216,6 +235,10 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		if creates && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
 			return nil, errStaleResolution
 		}
+		if it.stored != nil && it.stored.Observation.Fingerprint() == it.obs.Fingerprint() && rec.unvouched {
+			it.state, it.err = settled, &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s is being checked against a membership change of identity %s; retry", it.key, in.identity)}
+			continue
+		}
 		if it.stored != nil && it.stored.Observation.Fingerprint() == it.obs.Fingerprint() {
 			it.state = duplicate
 			p.count(MetricDuplicates, 1)
@@ -230,7 +253,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		}
 		sp := series[prim]
 		if sp == nil {
-			sp = &seriesPlan{rec: rec, creates: creates, identity: in.breakSeal || creates && p.Design == Transactional}
+			sp = &seriesPlan{rec: rec, creates: creates, identity: in.joint || creates && p.Design == Transactional}
 			series[prim] = sp
 			order = append(order, prim)
 			rec.Membership = it.res.membership

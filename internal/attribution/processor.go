@@ -255,6 +255,11 @@ func (u *unitRun) run(ctx context.Context) {
 				u.p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
 			}
 			return
+		case errors.As(err, new(*sealedError)):
+			if !u.conflicted(ctx, &Error{Code: ECONFLICT, Message: err.Error(), Err: err}) {
+				return
+			}
+			continue
 		case err != nil:
 			settle(todo, err)
 			return
@@ -368,9 +373,15 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 		u.conflicts = 0 // only consecutive conflicts count
 		return true
 	}
+	return u.conflicted(ctx, conflictErr)
+}
+
+// conflicted waits after a conflict and reports whether the unit goes on:
+// not after too many in a row.
+func (u *unitRun) conflicted(ctx context.Context, err error) bool {
 	u.conflicts++
 	if u.conflicts > u.p.maxConflicts() {
-		settle(u.inState(waiting), fmt.Errorf("gave up after %d version conflicts in a row: %w", u.conflicts, conflictErr))
+		settle(u.inState(waiting), fmt.Errorf("gave up after %d version conflicts in a row: %w", u.conflicts, err))
 		return false
 	}
 	u.p.sleep(ctx, conflictDelay(u.conflicts))
@@ -459,7 +470,7 @@ func (u *unitRun) verify(ctx context.Context) map[SeriesKey]bool {
 		return failed
 	}
 	ident, err := u.p.Store.LoadIdentity(ctx, u.identity, true)
-	if err == nil {
+	if err == nil && ident.Seal.IsZero() {
 		ident.IdentityUUID = u.identity
 		u.p.cache.putIdentity(ident)
 	}
@@ -478,6 +489,12 @@ func (u *unitRun) verify(ctx context.Context) map[SeriesKey]bool {
 		u.p.count(MetricVersionConflicts, 1)
 		if err != nil {
 			settle(c.items, fmt.Errorf("series %s was created, but identity %s could not be read to check it: %w", key, u.identity, err))
+			continue
+		}
+		if ident.Membership == c.membership && ident.Parent == "" {
+			// Sealed: the change may or may not have read the record. The
+			// delivery comes again and finds out.
+			settle(c.items, &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s was created while identity event %s changed identity %s; retry", key, ident.Seal.ID, u.identity)})
 			continue
 		}
 		for _, it := range c.items {

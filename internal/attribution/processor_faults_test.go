@@ -867,12 +867,16 @@ type failingStore struct {
 	fail    func(n int, c *attribution.Commit) bool
 	written bool
 	err     error
+	mu      sync.Mutex // the series of one identity commit in parallel
 	commits int
 }
 
 func (s *failingStore) Commit(ctx context.Context, c *attribution.Commit) error {
+	s.mu.Lock()
 	s.commits++
-	if !s.fail(s.commits, c) {
+	fail := s.fail(s.commits, c)
+	s.mu.Unlock()
+	if !fail {
 		return s.Store.Commit(ctx, c)
 	}
 	if s.written {

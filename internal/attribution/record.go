@@ -53,6 +53,10 @@ type SeriesRecord struct {
 	// fresh marks, in a working copy only, a record with nothing stored
 	// worth keeping: never written, or an orphan it replaces.
 	fresh bool
+	// unvouched marks, in a working copy only, a young record read while
+	// a membership change holds the identity: what it holds may yet be an
+	// orphan's, so a delivery it holds is not acknowledged.
+	unvouched bool
 }
 
 // Orphaned reports whether the record is young under an older membership
@@ -207,9 +211,10 @@ func NewSeriesRecord(key SeriesKey, kind Kind, t Thresholds) *SeriesRecord {
 	return &SeriesRecord{Key: key, Series: EmptySeries(kind, t), Complete: true}
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy, as stored: not fresh.
 func (r *SeriesRecord) Clone() *SeriesRecord {
 	c := *r
+	c.fresh, c.unvouched = false, false
 	c.Series = r.Series.Clone()
 	if r.Current != nil {
 		cur := *r.Current
@@ -327,6 +332,14 @@ const SealLifetime = 2 * time.Minute
 // Sealed reports whether a membership change holds the identity at now.
 func (r *IdentityRecord) Sealed(now time.Time) bool {
 	return !r.Seal.IsZero() && float64(now.UnixNano())/1e9 < r.SealedAt+SealLifetime.Seconds()
+}
+
+// Vouches reports whether a record of the identity is known to be visible
+// to every later membership change, so that its events may be published:
+// any record but a young one; a young one if the identity record, read
+// after it, is unsealed and at the membership it was computed under.
+func (r *IdentityRecord) Vouches(rec *SeriesRecord) bool {
+	return !rec.Young || r.Seal.IsZero() && rec.Membership == r.Membership
 }
 
 // Clone returns a deep copy.
