@@ -479,6 +479,14 @@ func (r *Rebuilder) rebuildIdentity(ctx context.Context, id string, mine, all []
 				hint = rec.AttackerUUID
 			}
 		}
+		for p, rec := range recs {
+			if rec.Orphaned(ident.Membership) {
+				// It holds nothing applied: rebuilt, it is written over.
+				rec.Key = attribution.SeriesKey{IdentityUUID: id, Primitive: p}
+				recs[p] = rec.Replacement(r.Registry.Kind(p), r.Thresholds)
+				recs[p].Complete = false
+			}
+		}
 		members := ident.EffectiveMembers(id, hint)
 		before := map[string]string{}
 		lastPosition := map[string]int64{}

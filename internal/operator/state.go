@@ -135,8 +135,8 @@ func (r *StateReader) identity(ctx context.Context, identityUUID, attacker strin
 	latest := -1.0
 	for _, p := range primitives {
 		rec := records[p]
-		if rec == nil {
-			continue // deleted between the two reads
+		if rec == nil || rec.Orphaned(ident.Membership) {
+			continue // deleted between the two reads, or holding nothing applied
 		}
 		s := SeriesState{
 			Primitive:    p,

@@ -98,9 +98,12 @@ type observed struct {
 	records        map[attribution.SeriesKey]*attribution.SeriesRecord
 	identities     map[string]*attribution.IdentityRecord
 	attackers      map[string]*attribution.AttackerRecord // identity streams only
-	// journal is what DynamoDB applied, in order; applied is what the
-	// function saw applied (single-poller runs only).
+	// journal is what DynamoDB applied, in order; written adds what the
+	// function wrote into records that became orphans (applied as writes,
+	// never as observations); applied is what the function saw applied
+	// (single-poller runs only).
 	journal        []applied
+	written        []attribution.Observation
 	applied        []attribution.Observation
 	appliedUnknown int
 	logs           string
@@ -264,7 +267,7 @@ func check(ctx context.Context, sc Scenario, stream *Stream, obs *observed, cfg 
 		return v, err
 	}
 	if sc.Sequential() {
-		checkCommitLog(&v, obs.applied, journalObservations(obs.journal))
+		checkCommitLog(&v, obs.applied, obs.written)
 	}
 
 	delivered, err := indexDelivered(&v, obs.events)

@@ -56,6 +56,10 @@ type linearizer struct {
 	// membership holds each identity's membership version as last written:
 	// a transaction that moves one is a membership change.
 	membership map[string]int64
+	// young holds, per young series record, what its writes journaled: a
+	// membership change that leaves it under an older membership makes it
+	// an orphan, whose observations were never applied.
+	young map[string]*youngRecord
 	parents    map[string]attribution.Stamp
 	// transactions counts those applied; current is the one being read.
 	transactions, current int
@@ -68,6 +72,14 @@ type applied struct {
 	observation *attribution.Observation
 	membership  *membershipApplied
 	transaction int
+	void        bool // journaled by a record that became an orphan
+}
+
+// youngRecord is what the journal knows of a young series record.
+type youngRecord struct {
+	identity   string
+	membership int64
+	entries    []int // journal indices its writes added
 }
 
 // membershipApplied is what the harness reads of an applied membership
@@ -89,7 +101,7 @@ func startLinearizer(upstream string, tables ddbstore.Tables) (*linearizer, erro
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables, inline: map[string]map[string]bool{}, membership: map[string]int64{}, parents: map[string]attribution.Stamp{}}
+	l := &linearizer{ln: ln, done: make(chan struct{}), tables: tables, inline: map[string]map[string]bool{}, membership: map[string]int64{}, young: map[string]*youngRecord{}, parents: map[string]attribution.Stamp{}}
 	l.proxy = httputil.NewSingleHostReverseProxy(u)
 	l.proxy.Transport = &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}
 	l.proxy.ErrorLog = log.New(io.Discard, "", 0)
@@ -187,7 +199,36 @@ func (l *linearizer) recordInline(u update) int {
 		}
 	}
 	l.inline[key] = now
+	if !rec.Young {
+		delete(l.young, key) // what it journaled stands
+		return added
+	}
+	y := l.young[key]
+	if y == nil {
+		y = &youngRecord{identity: id}
+		l.young[key] = y
+	}
+	y.membership = rec.Membership
+	for i := len(l.journal) - added; i < len(l.journal); i++ {
+		y.entries = append(y.entries, i)
+	}
+	l.voidOrphans(id)
 	return added
+}
+
+// voidOrphans voids what the young records of identity journaled when
+// they are under an older membership than the identity's.
+func (l *linearizer) voidOrphans(identity string) {
+	for key, y := range l.young {
+		if y.identity != identity || y.membership >= l.membership[identity] {
+			continue
+		}
+		for _, i := range y.entries {
+			l.journal[i].void = true
+		}
+		delete(l.young, key)
+		delete(l.inline, key)
+	}
 }
 
 // record adds what an applied TransactWriteItems stored: its observations
@@ -211,6 +252,7 @@ func (l *linearizer) record(body []byte) {
 	l.current = l.transactions
 	defer func() { l.current = 0 }()
 	var change membershipApplied
+	var moved []string // identity records written
 	membership, observations := false, 0
 	for _, it := range req.TransactItems {
 		switch {
@@ -273,7 +315,11 @@ func (l *linearizer) record(body []byte) {
 				membership = true
 			}
 			l.membership[id], l.parents[id] = node.Membership, node.ParentStamp
+			moved = append(moved, id)
 		}
+	}
+	for _, id := range moved {
+		l.voidOrphans(id)
 	}
 	if observations == 0 && membership {
 		l.journal = append(l.journal, applied{membership: &change, transaction: l.current})
@@ -288,15 +334,26 @@ func inflateJSON(blob []byte, v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-// applied returns the journal, and an error if some entry could not be
-// read.
-func (l *linearizer) applied() ([]applied, error) {
+// applied returns the journal without what orphans journaled, the
+// observations every write journaled (orphans' too), and an error if some
+// entry could not be read.
+func (l *linearizer) applied() ([]applied, []attribution.Observation, error) {
 	l.dynamoDB.Lock()
 	defer l.dynamoDB.Unlock()
 	if len(l.bad) > 0 {
-		return nil, fmt.Errorf("journal of applied commits: %d unreadable entries, the first: %w", len(l.bad), l.bad[0])
+		return nil, nil, fmt.Errorf("journal of applied commits: %d unreadable entries, the first: %w", len(l.bad), l.bad[0])
 	}
-	return append([]applied(nil), l.journal...), nil
+	var out []applied
+	var written []attribution.Observation
+	for _, a := range l.journal {
+		if a.observation != nil {
+			written = append(written, *a.observation)
+		}
+		if !a.void {
+			out = append(out, a)
+		}
+	}
+	return out, written, nil
 }
 
 // inCommitOrder puts the observations of each transaction of the journal

@@ -212,7 +212,7 @@ func Run(ctx context.Context, env Env, sc Scenario) (*Report, error) {
 		return nil, err
 	}
 	obs.applied, obs.appliedUnknown = applied, unknown
-	if obs.journal, err = lin.applied(); err != nil {
+	if obs.journal, obs.written, err = lin.applied(); err != nil {
 		return nil, err
 	}
 	orders, err := fn.orders()

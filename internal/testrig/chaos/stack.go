@@ -276,15 +276,17 @@ func (s *stack) finalIdentities(ctx context.Context, attackers, identities []str
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		for p, r := range got {
-			recs[attribution.SeriesKey{IdentityUUID: id, Primitive: p}] = r
-		}
 		node, err := retryRead(ctx, func() (*attribution.IdentityRecord, error) { return s.store.LoadIdentity(ctx, id, true) })
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		node.IdentityUUID = id
 		idents[id] = node
+		for p, r := range got {
+			if !r.Orphaned(node.Membership) { // an orphan holds nothing applied
+				recs[attribution.SeriesKey{IdentityUUID: id, Primitive: p}] = r
+			}
+		}
 	}
 	return recs, idents, records, nil
 }

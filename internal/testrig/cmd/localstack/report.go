@@ -85,9 +85,13 @@ func printStates(ctx context.Context, w io.Writer, db *dynamodb.Client, stack *d
 		if err != nil {
 			return err
 		}
+		ident, err := store.LoadIdentity(ctx, id, true)
+		if err != nil {
+			return err
+		}
 		for _, prim := range prims {
 			rec := records[prim]
-			if rec == nil {
+			if rec == nil || rec.Orphaned(ident.Membership) {
 				continue
 			}
 			state := attribution.State{State: "-", CurrentValue: attribution.Null}
