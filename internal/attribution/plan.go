@@ -201,6 +201,9 @@ type seriesPlan struct {
 	events   []Event
 	identity bool // the commit must write the identity record
 	creates  bool // the record is new (or replaces an orphan)
+	// vouchers are duplicates of an unvouched record, acknowledged by the
+	// commit that rewrites it.
+	vouchers []*item
 }
 
 // plan applies the waiting items, in batch order, to their records, with no
@@ -235,13 +238,21 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 		if creates && (in.ident.Parent != "" || in.ident.Membership != it.res.membership || !in.ident.HasMember(in.identity, it.obs.AttackerUUID)) {
 			return nil, errStaleResolution
 		}
-		if it.stored != nil && it.stored.Observation.Fingerprint() == it.obs.Fingerprint() && rec.unvouched {
-			it.state, it.err = settled, &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s is being checked against a membership change of identity %s; retry", it.key, in.identity)}
-			continue
-		}
 		if it.stored != nil && it.stored.Observation.Fingerprint() == it.obs.Fingerprint() {
 			it.state = duplicate
 			p.count(MetricDuplicates, 1)
+			if rec.unvouched {
+				// Held by a young record a membership change may not have
+				// read: acknowledged once a transaction with the identity
+				// record has rewritten it.
+				sp := series[prim]
+				if sp == nil {
+					sp = &seriesPlan{rec: rec, identity: true}
+					series[prim] = sp
+					order = append(order, prim)
+				}
+				sp.vouchers = append(sp.vouchers, it)
+			}
 			continue
 		}
 		if n := len(rec.Pending()); n >= MaxPendingEvents {
@@ -274,7 +285,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 	var jointEvents []Event
 	for _, prim := range order {
 		sp := series[prim]
-		if len(sp.items) == 0 {
+		if len(sp.items) == 0 && len(sp.vouchers) == 0 {
 			continue
 		}
 		sp.rec.release()
@@ -286,6 +297,7 @@ func (p *Processor) plan(in *planInput) (*plan, error) {
 			joint.Series = append(joint.Series, sp.rec)
 			joint.Observations = append(joint.Observations, sp.writes...)
 			jointOwners = append(jointOwners, sp.items...)
+			jointOwners = append(jointOwners, sp.vouchers...)
 			jointEvents = append(jointEvents, sp.events...)
 			continue
 		}

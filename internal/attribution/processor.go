@@ -323,13 +323,18 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 					u.young[r.Key] = &creation{membership: r.Membership, items: owners}
 				}
 			}
+			n := 0
 			for _, it := range owners {
+				if it.state == duplicate {
+					continue // vouched for by the commit
+				}
 				it.state = applied
+				n++
 				if it.stored != nil {
 					u.p.count(MetricAmendments, 1)
 				}
 			}
-			u.p.count(MetricObservations, len(owners))
+			u.p.count(MetricObservations, n)
 			u.p.countCaused(pl.caused[i])
 			progress = true
 			continue
@@ -351,6 +356,11 @@ func (u *unitRun) commit(ctx context.Context, pl *plan) bool {
 			// delivered again and find out.
 			settle(owners, err)
 			unknown = err
+		}
+		for _, it := range owners {
+			if it.state == duplicate {
+				it.state = waiting // its record was not rewritten: it is planned again
+			}
 		}
 		u.p.cache.forget(c)
 		u.consistent = true
@@ -489,12 +499,6 @@ func (u *unitRun) verify(ctx context.Context) map[SeriesKey]bool {
 		u.p.count(MetricVersionConflicts, 1)
 		if err != nil {
 			settle(c.items, fmt.Errorf("series %s was created, but identity %s could not be read to check it: %w", key, u.identity, err))
-			continue
-		}
-		if ident.Membership == c.membership && ident.Parent == "" {
-			// Sealed: the change may or may not have read the record. The
-			// delivery comes again and finds out.
-			settle(c.items, &Error{Code: ECONFLICT, Message: fmt.Sprintf("series %s was created while identity event %s changed identity %s; retry", key, ident.Seal.ID, u.identity)})
 			continue
 		}
 		for _, it := range c.items {

@@ -324,10 +324,11 @@ type IdentityRecord struct {
 	IdentityNode
 }
 
-// SealLifetime is how long a seal holds: past it, the change that set it
-// is taken as dead, and the next writer clears it in a transaction (which
-// makes that change's commit fail, if it was only slow).
-const SealLifetime = 2 * time.Minute
+// SealLifetime is how long a seal holds other membership changes off:
+// past it, the change that set it is taken for dead and another takes the
+// seal over (which makes the first one's commit fail, if it was only
+// slow). Observations never wait on a seal.
+const SealLifetime = 10 * time.Second
 
 // Sealed reports whether a membership change holds the identity at now.
 func (r *IdentityRecord) Sealed(now time.Time) bool {
