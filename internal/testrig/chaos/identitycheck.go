@@ -25,11 +25,14 @@ func checkMembership(v *Verdicts, stream *Stream, obs *observed) {
 				chain = append(chain, id)
 			}
 			node := obs.identities[id]
+			if node == nil {
+				node = &attribution.IdentityRecord{} // never written: a stub holds its attacker alone
+			}
 			switch {
 			case id != want:
 				v.MembershipMismatches++
 				v.problem("attacker %s resolves to %s (%s), DECNET's final membership says %s", a, id, strings.Join(chain, " → "), want)
-			case node == nil || !node.HasMember(id, a):
+			case !node.HasMember(id, a):
 				v.MembershipMismatches++
 				v.problem("attacker %s resolves to %s, whose record does not list it as a member", a, id)
 			}

@@ -81,7 +81,17 @@ func (j *journaling) Commit(ctx context.Context, c *attribution.Commit) error {
 }
 
 func (j *journaling) CommitMembership(ctx context.Context, c *attribution.MembershipCommit) error {
-	if err := j.Store.CommitMembership(ctx, c); err != nil {
+	// A seal, or its release, writes identity records and changes nothing
+	// of the membership: it is not a change.
+	moves := len(c.Attackers) > 0 || len(c.Series) > 0
+	for _, r := range c.Identities {
+		before, err := j.Store.LoadIdentity(ctx, r.IdentityUUID, true)
+		if err != nil {
+			return err
+		}
+		moves = moves || before.Membership != r.Membership || before.ParentStamp != r.ParentStamp
+	}
+	if err := j.Store.CommitMembership(ctx, c); err != nil || !moves {
 		return err
 	}
 	m := &membershipApplied{parentStamps: map[string]attribution.Stamp{}}
