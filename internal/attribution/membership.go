@@ -156,7 +156,7 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 			p.releaseSeals(ctx, ev.Stamp, sealed)
 		}
 	}()
-	for conflicts := 0; ; {
+	for conflicts, waits := 0, 0; ; {
 		ch, err := p.planMembership(ctx, ev, attacker)
 		if err != nil {
 			return err
@@ -173,7 +173,16 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		}
 		err = p.commitMembership(ctx, ch)
 		committed = err == nil
-		if errors.Is(err, ErrVersionConflict) || errors.As(err, new(*sealedError)) {
+		if sealed := (*sealedError)(nil); errors.As(err, &sealed) {
+			// Wait for the other change, at most until its seal expires.
+			waits++
+			if waits > p.maxConflicts() {
+				return fmt.Errorf("%s: gave up after waiting %d times: %w", ev.Topic, waits, err)
+			}
+			p.sleep(ctx, max(0, sealed.expires.Sub(p.now()))+conflictDelay(waits))
+			continue
+		}
+		if errors.Is(err, ErrVersionConflict) {
 			conflicts++
 			p.count(MetricVersionConflicts, 1)
 			if conflicts > p.maxConflicts() {
@@ -264,7 +273,7 @@ func (p *Processor) seal(ctx context.Context, ch *membershipChange) error {
 			// and wait, so that two changes never wait on each other.
 			p.releaseSeals(ctx, ch.ev.Stamp, ch.sealed)
 			clear(ch.sealed)
-			return &sealedError{identity: id, change: stored.Seal.ID}
+			return &sealedError{identity: id, change: stored.Seal.ID, expires: stored.sealExpires()}
 		}
 		s := stored.Clone()
 		s.Seal, s.SealedAt = ch.ev.Stamp, float64(now.UnixNano())/1e9

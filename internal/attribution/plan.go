@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // planInput is everything planning reads: the unit's waiting items with
@@ -37,7 +38,10 @@ type plan struct {
 
 // sealedError reports that a membership change holds the unit's identity:
 // the unit waits, as after a version conflict.
-type sealedError struct{ identity, change string }
+type sealedError struct {
+	identity, change string
+	expires          time.Time // when the seal may be taken over
+}
 
 func (e *sealedError) Error() string {
 	return fmt.Sprintf("identity %s is being changed by identity event %s; retry", e.identity, e.change)

@@ -328,11 +328,15 @@ type IdentityRecord struct {
 // past it, the change that set it is taken for dead and another takes the
 // seal over (which makes the first one's commit fail, if it was only
 // slow). Observations never wait on a seal.
-const SealLifetime = 10 * time.Second
+const SealLifetime = 3 * time.Second
 
 // Sealed reports whether a membership change holds the identity at now.
 func (r *IdentityRecord) Sealed(now time.Time) bool {
-	return !r.Seal.IsZero() && float64(now.UnixNano())/1e9 < r.SealedAt+SealLifetime.Seconds()
+	return !r.Seal.IsZero() && now.Before(r.sealExpires())
+}
+
+func (r *IdentityRecord) sealExpires() time.Time {
+	return time.Unix(0, int64(r.SealedAt*1e9)).Add(SealLifetime)
 }
 
 // Vouches reports whether a record of the identity is known to be visible

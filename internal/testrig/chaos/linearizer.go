@@ -187,6 +187,9 @@ func (l *linearizer) recordInline(u update) int {
 		return 0
 	}
 	key := id + "|" + prim
+	// A write over an orphan (a replacement, or a change's recompute)
+	// finds it voided first.
+	l.voidOrphans(id)
 	before, now := l.inline[key], make(map[string]bool, len(rec.Inline))
 	added := 0
 	for _, o := range rec.Inline {
@@ -252,7 +255,7 @@ func (l *linearizer) record(body []byte) {
 	l.current = l.transactions
 	defer func() { l.current = 0 }()
 	var change membershipApplied
-	var moved []string // identity records written
+	moved := map[string]int64{} // membership versions the transaction writes
 	membership, observations := false, 0
 	for _, it := range req.TransactItems {
 		switch {
@@ -314,11 +317,15 @@ func (l *linearizer) record(body []byte) {
 			if node.Membership != l.membership[id] || !node.ParentStamp.IsZero() && node.ParentStamp != l.parents[id] {
 				membership = true
 			}
-			l.membership[id], l.parents[id] = node.Membership, node.ParentStamp
-			moved = append(moved, id)
+			// The membership moves once the transaction's records are
+			// journaled: a record it rewrites under the old one was read
+			// by the change, not orphaned.
+			l.parents[id] = node.ParentStamp
+			moved[id] = node.Membership
 		}
 	}
-	for _, id := range moved {
+	for id, m := range moved {
+		l.membership[id] = m
 		l.voidOrphans(id)
 	}
 	if observations == 0 && membership {
