@@ -59,8 +59,8 @@ type linearizer struct {
 	// young holds, per young series record, what its writes journaled: a
 	// membership change that leaves it under an older membership makes it
 	// an orphan, whose observations were never applied.
-	young map[string]*youngRecord
-	parents    map[string]attribution.Stamp
+	young   map[string]*youngRecord
+	parents map[string]attribution.Stamp
 	// transactions counts those applied; current is the one being read.
 	transactions, current int
 }

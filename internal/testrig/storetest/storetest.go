@@ -180,6 +180,7 @@ func testRecordAlone(t *testing.T, s Backend) {
 	one := func(r *attribution.SeriesRecord) *attribution.Commit {
 		return &attribution.Commit{Series: []*attribution.SeriesRecord{r}}
 	}
+	rec.Young, rec.Membership = true, 3 // created by a single write
 	if err := s.Commit(ctx, one(rec)); err != nil {
 		t.Fatal(err)
 	}
@@ -187,15 +188,17 @@ func testRecordAlone(t *testing.T, s Backend) {
 		t.Fatalf("second create of one record: err = %v, want a version conflict", err)
 	}
 	stored := mustLoad(t, s, key)
-	if stored.Version != 1 || len(stored.Pending()) != 1 || !stored.Complete {
-		t.Fatalf("stored record: version %d, %d pending, complete %v; want 1, 1, true", stored.Version, len(stored.Pending()), stored.Complete)
+	if stored.Version != 1 || len(stored.Pending()) != 1 || !stored.Complete || !stored.Young || stored.Membership != 3 {
+		t.Fatalf("stored record: version %d, %d pending, complete %v, young %v, membership %d; want 1, 1, true, true, 3",
+			stored.Version, len(stored.Pending()), stored.Complete, stored.Young, stored.Membership)
 	}
+	stored.Young = false
 	// The bus took the event: the next write of the record says so.
 	stored.Published = stored.Outbox[0].Position
 	if err := s.Commit(ctx, one(stored)); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustLoad(t, s, key); got.Version != 2 || len(got.Pending()) != 0 || got.Published != stored.Published {
+	if got := mustLoad(t, s, key); got.Version != 2 || len(got.Pending()) != 0 || got.Published != stored.Published || got.Young {
 		t.Fatalf("after a write with the acknowledged position: version %d, %d pending, published %d", got.Version, len(got.Pending()), got.Published)
 	}
 	if err := s.Commit(ctx, one(stored)); !errors.Is(err, attribution.ErrVersionConflict) {
