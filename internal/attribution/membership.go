@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // resolution is where an attacker's observations go: its canonical
@@ -235,6 +236,17 @@ func (p *Processor) commitMembership(ctx context.Context, ch *membershipChange) 
 	}
 	p.cache.putMembership(ch.commit)
 	return nil
+}
+
+// sealedError reports that another membership change holds an identity
+// a change affects: it waits, at most until the seal expires.
+type sealedError struct {
+	identity, change string
+	expires          time.Time // when the seal may be taken over
+}
+
+func (e *sealedError) Error() string {
+	return fmt.Sprintf("identity %s is being changed by identity event %s; retry", e.identity, e.change)
 }
 
 // seal marks, before the change reads their records, every identity it

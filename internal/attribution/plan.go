@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"time"
 )
 
 // planInput is everything planning reads: the unit's waiting items with
@@ -34,17 +33,6 @@ type plan struct {
 	commits []*Commit
 	owners  [][]*item // owners[i]: the items commits[i] applies, in order
 	caused  [][]Event // caused[i]: the events commits[i] adds
-}
-
-// sealedError reports that a membership change holds the unit's identity:
-// the unit waits, as after a version conflict.
-type sealedError struct {
-	identity, change string
-	expires          time.Time // when the seal may be taken over
-}
-
-func (e *sealedError) Error() string {
-	return fmt.Sprintf("identity %s is being changed by identity event %s; retry", e.identity, e.change)
 }
 
 // errStaleResolution reports that a unit's records were computed under
@@ -219,11 +207,11 @@ type seriesPlan struct {
 // of the identities it changes with the new membership version, so a record
 // under another version means the resolution is stale (errStaleResolution),
 // and a stale record fails its version condition at commit. A record it
-// creates has no version to compare: its commit writes the identity record,
-// whose membership is checked here. It is created by a single write,
-// young, and checked again after it (see unitRun.verify); a transaction
-// with the identity record creates it when the identity record changes
-// anyway, or in the transactional design.
+// creates has no version to compare: the identity record's membership is
+// checked here, and again after the single write that creates it, young
+// (see unitRun.verify). A transaction with the identity record creates it
+// instead when the identity is sealed or its multi_actor set changes, and
+// in the transactional design.
 func (p *Processor) plan(in *planInput) (*plan, error) {
 	series := make(map[string]*seriesPlan)
 	var order []string

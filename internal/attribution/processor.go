@@ -255,11 +255,6 @@ func (u *unitRun) run(ctx context.Context) {
 				u.p.cache.forgetAttackers([]string{it.obs.AttackerUUID})
 			}
 			return
-		case errors.As(err, new(*sealedError)):
-			if !u.conflicted(ctx, &Error{Code: ECONFLICT, Message: err.Error(), Err: err}) {
-				return
-			}
-			continue
 		case err != nil:
 			settle(todo, err)
 			return
