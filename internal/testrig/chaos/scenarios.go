@@ -129,6 +129,9 @@ func Scenarios(full bool) []Scenario {
 			// (as Lambda's is six times the function timeout), so that
 			// redeliveries come from failures rather than slowness.
 			VisibilityTimeout: 10 * time.Second,
+			// At full size the journal serialises about 85,000 requests:
+			// some 10 minutes on two cores.
+			Timeout: 20 * time.Minute,
 		},
 		{
 			// The real function process exits mid-invocation under the
