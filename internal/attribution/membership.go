@@ -174,13 +174,13 @@ func (p *Processor) changeMembership(ctx context.Context, ev *IdentityEvent, att
 		}
 		err = p.commitMembership(ctx, ch)
 		committed = err == nil
-		if sealed := (*sealedError)(nil); errors.As(err, &sealed) {
+		if held := (*sealedError)(nil); errors.As(err, &held) {
 			// Wait for the other change, at most until its seal expires.
 			waits++
 			if waits > p.maxConflicts() {
 				return fmt.Errorf("%s: gave up after waiting %d times: %w", ev.Topic, waits, err)
 			}
-			p.sleep(ctx, max(0, sealed.expires.Sub(p.now()))+conflictDelay(waits))
+			p.sleep(ctx, max(0, held.expires.Sub(p.now()))+conflictDelay(waits))
 			continue
 		}
 		if errors.Is(err, ErrVersionConflict) {
@@ -288,23 +288,23 @@ func (p *Processor) seal(ctx context.Context, ch *membershipChange) error {
 			return &sealedError{identity: id, change: stored.Seal.ID, expires: stored.sealExpires()}
 		}
 		s := stored.Clone()
-		s.Seal, s.SealedAt = ch.ev.Stamp, float64(now.UnixNano())/1e9
+		s.sealBy(ch.ev.Stamp, now)
 		seals = append(seals, s)
 	}
 	if len(seals) == 0 {
 		return nil
 	}
-	if err := p.Store.CommitMembership(ctx, &MembershipCommit{Identities: seals}); err != nil {
-		for _, s := range seals {
-			p.cache.forgetIdentity(s.IdentityUUID)
-		}
-		if errors.Is(err, ErrVersionConflict) {
-			return err
-		}
+	err := p.Store.CommitMembership(ctx, &MembershipCommit{Identities: seals})
+	for _, s := range seals {
+		p.cache.forgetIdentity(s.IdentityUUID)
+	}
+	switch {
+	case errors.Is(err, ErrVersionConflict):
+		return err
+	case err != nil:
 		return fmt.Errorf("%s: seal identities: %w", ch.ev.Topic, err)
 	}
 	for _, s := range seals {
-		p.cache.forgetIdentity(s.IdentityUUID)
 		ch.nodes[s.IdentityUUID].Version = s.Version + 1
 		ch.sealed[s.IdentityUUID] = true
 	}

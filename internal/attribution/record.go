@@ -335,6 +335,10 @@ func (r *IdentityRecord) Sealed(now time.Time) bool {
 	return !r.Seal.IsZero() && now.Before(r.sealExpires())
 }
 
+func (r *IdentityRecord) sealBy(s Stamp, now time.Time) {
+	r.Seal, r.SealedAt = s, float64(now.UnixNano())/1e9
+}
+
 func (r *IdentityRecord) sealExpires() time.Time {
 	return time.Unix(0, int64(r.SealedAt*1e9)).Add(SealLifetime)
 }

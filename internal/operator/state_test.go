@@ -82,3 +82,33 @@ func TestStateReaderNotFound(t *testing.T) {
 		t.Errorf("missing table: %v", err)
 	}
 }
+
+// TestStateReaderSkipsOrphans: a young record left under an older
+// membership than its identity's holds nothing counted; the reader does
+// not show it.
+func TestStateReaderSkipsOrphans(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	ctx := context.Background()
+	th := attribution.DefaultThresholds()
+	for _, prim := range []string{"motor.input_modality", "environmental.locale"} {
+		rec := attribution.NewSeriesRecord(attribution.SeriesKey{IdentityUUID: "id-orphans", Primitive: prim}, attribution.Categorical, th)
+		rec.Young = prim == "motor.input_modality"
+		if err := e.store.Commit(ctx, &attribution.Commit{Series: []*attribution.SeriesRecord{rec}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ident := &attribution.IdentityRecord{IdentityUUID: "id-orphans"}
+	ident.Membership = 1
+	if err := e.store.CommitMembership(ctx, &attribution.MembershipCommit{Identities: []*attribution.IdentityRecord{ident}}); err != nil {
+		t.Fatal(err)
+	}
+	r := &operator.StateReader{Store: e.store, IdentitiesTable: e.tables.Identities, StatesTable: e.tables.States}
+	got, err := r.Identity(ctx, "id-orphans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.States) != 1 || got.States[0].Primitive != "environmental.locale" {
+		t.Fatalf("states %+v, want the one not orphaned", got.States)
+	}
+}
